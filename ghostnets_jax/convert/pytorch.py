@@ -1,0 +1,167 @@
+"""PyTorch state dicts (timm, torchvision, official repos) <-> Flax variables.
+
+Pure functions on dicts: nothing is loaded from a hub. Conv kernels OIHW <-> HWIO, linear
+weights (out, in) <-> (in, out); every key is accounted for: missing, unexpected or mis-shaped
+keys raise :class:`CheckpointMismatchError` naming them.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ghostnets_jax.convert.rules import get_torch_rules, strip_prefix
+from ghostnets_jax.registry import create_model, get_spec
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+  if hasattr(v, 'detach'):  # torch.Tensor, without importing torch
+    v = v.detach().cpu()
+    if str(v.dtype) == 'torch.bfloat16':
+      v = v.float()
+    v = v.numpy()
+  # Copy: torch (and JAX on CPU) may share this memory, and torch mutates buffers in place.
+  return np.array(v, copy=True)
+
+
+def _torch_to_flax(v: np.ndarray, shape: tuple[int, ...]) -> Optional[np.ndarray]:
+  """Transposes a torch tensor to the flax layout ``shape``; None if it cannot fit."""
+  if v.ndim == 4 and len(shape) == 4:
+    v = v.transpose(2, 3, 1, 0)
+  elif v.ndim == 4 and len(shape) == 2 and v.shape[2:] == (1, 1):
+    v = v[:, :, 0, 0].T
+  elif v.ndim == 2 and len(shape) == 2:
+    v = v.T
+  return v if tuple(v.shape) == tuple(shape) else None
+
+
+def _flax_to_torch(v: np.ndarray, torch_shape: Optional[tuple[int, ...]] = None) -> np.ndarray:
+  if v.ndim == 4:
+    return v.transpose(3, 2, 0, 1)
+  if v.ndim == 2:
+    v = v.T
+    if torch_shape is not None and len(torch_shape) == 4:
+      v = v[:, :, None, None]
+  return v
+
+
+def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(_flatten(v, prefix + (k,)))
+    else:
+      out[prefix + (k,)] = v
+  return out
+
+
+def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
+  out: dict = {}
+  for path, v in flat.items():
+    d = out
+    for k in path[:-1]:
+      d = d.setdefault(k, {})
+    d[path[-1]] = v
+  return out
+
+
+def normalize_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Unwraps ``{'state_dict': ...}``-style checkpoints, strips DDP prefixes, applies the family filter."""
+  for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model', 'net'):
+    if key in state_dict and isinstance(state_dict[key], Mapping):
+      state_dict = state_dict[key]
+      break
+  sd = strip_prefix(state_dict)
+  rules = get_torch_rules(get_spec(name).family)
+  if rules.filter is not None:
+    sd = rules.filter(sd)
+  return {k: v for k, v in sd.items() if not rules.ignored(k)}
+
+
+def abstract_variables(model, input_size: int = 64) -> dict:
+  """Shapes of ``model``'s variables (no computation)."""
+  x = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
+  return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
+
+
+def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False,
+               num_classes: Optional[int] = None, **overrides: Any) -> dict:
+  """Converts a PyTorch state dict of model ``name`` into Flax ``{'params', 'batch_stats'}``.
+
+  Args:
+    name: registry name.
+    state_dict: tensors (torch or numpy) keyed as in timm / the official repo.
+    deploy: the checkpoint is in re-parameterized (deploy) form.
+    num_classes: classifier size; inferred from the checkpoint's head when omitted.
+    overrides: other module fields the model must be built with.
+  """
+  spec = get_spec(name)
+  rules = get_torch_rules(spec.family)
+  sd = {k: _to_numpy(v) for k, v in normalize_state_dict(name, state_dict).items()}
+  if num_classes is None:
+    head = sd.get(rules.head_key) if rules.head_key else None
+    num_classes = int(head.shape[0]) if head is not None else 1000
+  model = create_model(name, num_classes=num_classes, **overrides)
+  if deploy:
+    model = model.clone(deploy=True)
+  template = _flatten(abstract_variables(model, spec.input_size))
+  flat, missing, misshaped, used = {}, [], [], set()
+  for path, leaf in template.items():
+    key = rules.key(path, deploy)
+    if key not in sd:
+      missing.append(key)
+      continue
+    used.add(key)
+    v = _torch_to_flax(sd[key], leaf.shape)
+    if v is None:
+      misshaped.append(f'{key}: checkpoint {tuple(sd[key].shape)}, model needs '
+                       f'{tuple(_flax_to_torch(np.zeros(leaf.shape, np.float32)).shape)}')
+      continue
+    flat[path] = jnp.asarray(v, dtype=leaf.dtype)
+  unexpected = sorted(set(sd) - used)
+  if missing or unexpected or misshaped:
+    lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
+    for title, items in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
+      if items:
+        shown = ', '.join(items[:12]) + (f', ... ({len(items)} in all)' if len(items) > 12 else '')
+        lines.append(f'  {title} keys: {shown}')
+    if not deploy and any('reparam' in k or 'fused' in k for k in unexpected):
+      lines.append('  hint: this looks like a re-parameterized checkpoint; pass deploy=True.')
+    lines.append('  Is it a checkpoint of another model? Check the name and the overrides.')
+    raise CheckpointMismatchError('\n'.join(lines))
+  return _unflatten(flat)
+
+
+def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False) -> dict[str, np.ndarray]:
+  """The inverse of :func:`from_torch`: numpy arrays keyed by PyTorch state-dict names.
+
+  1x1 convolutions that we hold as ``Dense`` come back as 2-D weights; load with
+  ``strict=False`` or reshape where the PyTorch model wants 4-D.
+  """
+  rules = get_torch_rules(get_spec(name).family)
+  return {rules.key(path, deploy): np.ascontiguousarray(_flax_to_torch(np.asarray(v)))
+          for path, v in _flatten(variables).items()}
+
+
+def load_torch_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
+  """Reads a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file and converts it."""
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'checkpoint file not found: {path}')
+  if path.endswith('.safetensors'):
+    from safetensors.numpy import load_file
+    sd = load_file(path)
+  else:
+    try:
+      import torch
+    except ImportError as e:
+      raise ImportError(f'reading {path} needs PyTorch (pip install torch), or convert it to '
+                        '.safetensors first') from e
+    sd = torch.load(path, map_location='cpu', weights_only=True)
+  return from_torch(name, sd, **kwargs)

@@ -1,0 +1,147 @@
+"""Convolutions with PyTorch padding semantics and a backend-dispatched depthwise kernel.
+
+Padding is symmetric ``dilation * (k - 1) // 2`` per side, as in ``nn.Conv2d(padding=k//2)``
+(not XLA's 'SAME', which pads asymmetrically for stride 2). Kernels are HWIO,
+``(kh, kw, in_channels // groups, out_channels)``.
+
+XLA's CPU depthwise convolution (``feature_group_count == channels``) is far slower than
+PyTorch's; on CPU we compute it as a sum of ``kh * kw`` shifted, strided slices times
+per-channel weights. GPU/TPU keep the native convolution. Both give the same numbers.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+IntPair = Union[int, Sequence[int]]
+DEPTHWISE_IMPLS = ('auto', 'native', 'shift_add')
+_depthwise_impl = contextvars.ContextVar('ghostnets_jax_depthwise_impl', default='auto')
+
+# He-normal with fan-out, the usual init for CNNs trained from scratch (torchvision/timm ResNets).
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+@contextlib.contextmanager
+def depthwise_impl(impl: str) -> Iterator[None]:
+  """Chooses the depthwise kernel while tracing: 'auto' (by backend), 'native' or 'shift_add'.
+
+  Read at trace time, like ``nn.logical_axis_rules``: jit a new function after changing it.
+  """
+  if impl not in DEPTHWISE_IMPLS:
+    raise ValueError(f'depthwise impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}.')
+  token = _depthwise_impl.set(impl)
+  try:
+    yield
+  finally:
+    _depthwise_impl.reset(token)
+
+
+def resolve_depthwise_impl() -> str:
+  impl = _depthwise_impl.get()
+  if impl == 'auto':
+    return 'shift_add' if jax.default_backend() == 'cpu' else 'native'
+  return impl
+
+
+def to_pair(v: IntPair) -> tuple[int, int]:
+  if isinstance(v, int):
+    return (v, v)
+  v = tuple(int(i) for i in v)
+  if len(v) != 2:
+    raise ValueError(f'expected an int or a pair, got {v!r}')
+  return v  # type: ignore[return-value]
+
+
+def torch_padding(kernel_size: IntPair, dilation: IntPair = 1) -> tuple[tuple[int, int], ...]:
+  """Symmetric padding of ``nn.Conv2d(padding=dilation*(k-1)//2)``."""
+  k, d = to_pair(kernel_size), to_pair(dilation)
+  return tuple((di * (ki - 1) // 2,) * 2 for ki, di in zip(k, d))
+
+
+def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
+                     padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
+                     dilation: IntPair = 1, impl: Optional[str] = None) -> jax.Array:
+  """Depthwise conv of NHWC ``x`` with an HWIO kernel of shape ``(kh, kw, 1, C * m)``.
+
+  Output channel ``o`` reads input channel ``o // m`` (PyTorch ``groups=C`` semantics).
+  """
+  impl = impl or resolve_depthwise_impl()
+  sh, sw = to_pair(strides)
+  dh, dw = to_pair(dilation)
+  kh, kw, one, cout = kernel.shape
+  cin = x.shape[-1]
+  if one != 1 or cout % cin:
+    raise ValueError(f'depthwise kernel {kernel.shape} does not fit {cin} input channels')
+  if impl == 'native':
+    return lax.conv_general_dilated(
+        x, kernel, (sh, sw), tuple(padding), rhs_dilation=(dh, dw),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=cin)
+  if impl != 'shift_add':
+    raise ValueError(f'unknown depthwise impl {impl!r}; choose one of {DEPTHWISE_IMPLS}')
+  mult = cout // cin
+  if mult > 1:
+    x = jnp.repeat(x, mult, axis=-1)
+  x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  h, w = x.shape[1], x.shape[2]
+  ho = (h - dh * (kh - 1) - 1) // sh + 1
+  wo = (w - dw * (kw - 1) - 1) // sw + 1
+  out = None
+  for i in range(kh):
+    for j in range(kw):
+      patch = lax.slice(x, (0, i * dh, j * dw, 0),
+                        (x.shape[0], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, cout),
+                        (1, sh, sw, 1))
+      term = patch * kernel[i, j, 0]
+      out = term if out is None else out + term
+  return out
+
+
+class Conv2d(nn.Module):
+  """2-D convolution, NHWC, HWIO kernel, PyTorch padding; depthwise uses the fast kernel.
+
+  Attributes:
+    features: output channels.
+    kernel_size, strides, dilation: int or pair.
+    padding: None for PyTorch's symmetric ``d*(k-1)//2``, or explicit ((top, bottom), (left, right)).
+    groups: channel groups; ``groups == in_channels`` selects the depthwise kernel.
+  """
+  features: int
+  kernel_size: IntPair = 1
+  strides: IntPair = 1
+  padding: Optional[Sequence[tuple[int, int]]] = None
+  dilation: IntPair = 1
+  groups: int = 1
+  use_bias: bool = False
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Any = conv_kernel_init
+  bias_init: Any = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cin = x.shape[-1]
+    if cin % self.groups or self.features % self.groups:
+      raise ValueError(f'{self.name}: channels in={cin} out={self.features} are not divisible '
+                       f'by groups={self.groups}')
+    kh, kw = to_pair(self.kernel_size)
+    kernel = self.param('kernel', self.kernel_init, (kh, kw, cin // self.groups, self.features),
+                        self.param_dtype)
+    padding = self.padding if self.padding is not None else torch_padding((kh, kw), self.dilation)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    if self.groups == cin and cin > 1:
+      y = depthwise_conv2d(x, kernel, self.strides, padding, self.dilation)
+    else:
+      y = lax.conv_general_dilated(
+          x, kernel, to_pair(self.strides), tuple(tuple(p) for p in padding),
+          rhs_dilation=to_pair(self.dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+          feature_group_count=self.groups)
+    if self.use_bias:
+      bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+      y = y + bias.astype(y.dtype)
+    return y

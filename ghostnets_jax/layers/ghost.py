@@ -1,0 +1,85 @@
+"""The C-Ghost module (GhostNet, CVPR 2020) and its DFC-attention variant (GhostNetV2).
+
+C-Ghost: a primary conv makes ``ceil(out / ratio)`` intrinsic maps, a cheap depthwise conv
+makes the rest from them, and the two are concatenated (then cut to ``out`` channels).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ghostnets_jax.layers.conv_bn import ConvBN
+from ghostnets_jax.layers.pool import avg_pool_2x2, nearest_resize
+
+
+class GhostModule(nn.Module):
+  """C-Ghost module: ``concat(primary(x), cheap(primary(x)))[..., :features]``.
+
+  Attributes:
+    features: output channels.
+    kernel_size, strides: of the primary conv.
+    ratio: total / intrinsic channels (``s`` in the paper).
+    dw_size: kernel of the cheap depthwise op.
+    act: activation after both convs (None for the linear second module of a bottleneck).
+  """
+  features: int
+  kernel_size: int = 1
+  ratio: int = 2
+  dw_size: int = 3
+  strides: int = 1
+  act: Optional[str] = 'relu'
+  deploy: bool = False
+  dtype: Any = None
+
+  @property
+  def init_channels(self) -> int:
+    return math.ceil(self.features / self.ratio)
+
+  def ghost(self, x: jax.Array, train: bool) -> jax.Array:
+    init = self.init_channels
+    x1 = ConvBN(init, self.kernel_size, self.strides, act=self.act, deploy=self.deploy,
+                dtype=self.dtype, name='primary_conv')(x, train)
+    x2 = ConvBN(init * (self.ratio - 1), self.dw_size, groups=init, act=self.act,
+                deploy=self.deploy, dtype=self.dtype, name='cheap_operation')(x1, train)
+    return jnp.concatenate([x1, x2], axis=-1)[..., :self.features]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return self.ghost(x, train)
+
+
+class DFCAttention(nn.Module):
+  """Decoupled fully connected attention of GhostNetV2 (sigmoid gate, at half resolution).
+
+  ``sigmoid(dw(5x1)(dw(1x5)(conv(avgpool2x2(x)))))``, upsampled (nearest) to ``size``.
+  """
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  deploy: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, size: tuple[int, int], train: bool = False) -> jax.Array:
+    c = self.features
+    kw = dict(deploy=self.deploy, dtype=self.dtype)
+    r = avg_pool_2x2(x)
+    r = ConvBN(c, self.kernel_size, self.strides, name='short_conv_0', **kw)(r, train)
+    r = ConvBN(c, (1, 5), groups=c, name='short_conv_1', **kw)(r, train)
+    r = ConvBN(c, (5, 1), groups=c, name='short_conv_2', **kw)(r, train)
+    return nearest_resize(jax.nn.sigmoid(r), size)
+
+
+class GhostModuleV2(GhostModule):
+  """GhostNetV2 module: the C-Ghost output gated by DFC attention computed from the input."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    out = self.ghost(x, train)
+    gate = DFCAttention(self.features, self.kernel_size, self.strides, self.deploy, self.dtype,
+                        name='short_conv')(x, out.shape[1:3], train)
+    return out * gate.astype(out.dtype)

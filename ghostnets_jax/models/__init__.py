@@ -1,0 +1,2 @@
+"""Model families; importing this package registers every model."""
+from ghostnets_jax.models import ghostnet  # noqa: F401

@@ -1,0 +1,70 @@
+"""Shared, cached model construction for registry-driven tests (one compile per model/shape)."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ghostnets_jax as gj
+
+SMALL = 64  # input size for registry-wide tests: enough for every model's total stride of 32
+
+
+def randomize_bn_stats(variables: dict, seed: int = 0) -> dict:
+  """Random BN scale/bias and running stats in a Flax tree (BN leaves found by name)."""
+  rng = np.random.RandomState(seed)
+
+  def visit(p, s):
+    out_p, out_s = {}, {}
+    for k, v in p.items():
+      if isinstance(v, dict):
+        cp, cs = visit(v, s.get(k, {}))
+        out_p[k] = cp
+        if cs:
+          out_s[k] = cs
+      else:
+        out_p[k] = v
+    if set(s) >= {'mean', 'var'} and not any(isinstance(v, dict) for v in s.values()):
+      c = s['mean'].shape
+      out_s = {'mean': jnp.asarray(rng.normal(0, 0.2, c), jnp.float32),
+               'var': jnp.asarray(rng.uniform(0.5, 2.0, c), jnp.float32)}
+      out_p = {'scale': jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32),
+               'bias': jnp.asarray(rng.normal(0, 0.2, c), jnp.float32)}
+    else:
+      for k, v in s.items():
+        if k not in p:
+          out_s[k] = v
+    return out_p, out_s
+
+  params, stats = visit(variables['params'], variables.get('batch_stats', {}))
+  return {'params': params, 'batch_stats': stats} if stats else {'params': params}
+
+
+def random_variables(model, size: int = SMALL, seed: int = 0) -> dict:
+  """Random variables of the right shapes without compiling ``init`` (numpy draws, fan-in scaled)."""
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  rng = np.random.RandomState(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if 'kernel' in name:
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return jnp.asarray(rng.normal(0, np.sqrt(1.0 / fan_in), leaf.shape), leaf.dtype)
+    return jnp.asarray(rng.normal(0, 0.1, leaf.shape), leaf.dtype)
+
+  return randomize_bn_stats(jax.tree_util.tree_map_with_path(draw, shapes), seed)
+
+
+@functools.lru_cache(maxsize=None)
+def model_and_variables(name: str, size: int = SMALL, num_classes: int = 10):
+  """``(model, variables)`` with random weights and BN statistics, cached per test process."""
+  model = gj.create_model(name, num_classes=num_classes)
+  return model, random_variables(model, size)
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_apply(model):
+  return jax.jit(functools.partial(model.apply, train=False))

@@ -1,0 +1,68 @@
+"""Registry-driven checks: every registered model gets these with no new test code."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ghostnets_jax as gj
+from ghostnets_jax.initialize import init_variables
+from ghostnets_jax.stats import param_count
+from tests.helpers import SMALL, jitted_apply, model_and_variables
+
+ALL = gj.list_models()
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_forward_shapes_and_param_count(name):
+  model, variables = model_and_variables(name)
+  assert set(variables) == {'params', 'batch_stats'}
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, SMALL, SMALL, 3))
+  out = jitted_apply(model)(variables, x)
+  assert out.shape == (2, 10) and out.dtype == jnp.float32
+  assert np.isfinite(np.asarray(out)).all()
+  info = gj.model_info(name)
+  assert param_count(variables) == info['params'] - (1000 - 10) * _head_fan_in(variables)
+
+
+def _head_fan_in(variables):
+  """Inputs of the classifier (params of a 10-class vs a 1000-class head differ by 990 x (fan-in + 1))."""
+  head = variables['params']['classifier'] if 'classifier' in variables['params'] else variables['params']['fc']
+  return head['kernel'].shape[0] + 1
+
+
+@pytest.mark.parametrize('name', ALL)
+def test_train_mode_updates_batch_stats_and_uses_dropout_rng(name):
+  model, variables = model_and_variables(name)
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, SMALL, SMALL, 3))
+  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
+                                                  rngs={'dropout': jax.random.PRNGKey(0)}))(variables, x)
+  assert out.shape == (2, 10)
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables['batch_stats'],
+                         updates['batch_stats'])
+  assert all(jax.tree.leaves(changed))
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  f32_model = gj.create_model('ghostnetv2_100', num_classes=10)
+  model = f32_model.clone(dtype=jnp.bfloat16)
+  x = jax.random.normal(jax.random.PRNGKey(4), (2, SMALL, SMALL, 3))
+  variables = init_variables(model, x.shape)
+  assert {l.dtype for l in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  jaxpr = str(jax.make_jaxpr(model.apply)(variables, x))
+  assert 'bf16[2,32,32,' in jaxpr  # activations computed in bfloat16
+  f32 = jitted_apply(f32_model)(variables, x)
+  bf16 = jitted_apply(model)(variables, x)
+  assert bf16.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(bf16), np.asarray(f32), atol=0.05 * float(jnp.abs(f32).max()))
+
+
+@pytest.mark.parametrize('bad,msg', [
+    (np.zeros((SMALL, SMALL, 3), np.float32), r'expected images of shape \(batch, height, width, 3\).*x\[None\]'),
+    (np.zeros((1, 3, SMALL, SMALL), np.float32), r'expected 3 channels.*NCHW'),
+    (np.zeros((1, SMALL, SMALL, 1), np.float32), r'expected 3 channels in the last axis'),
+    (np.zeros((1, SMALL, SMALL, 3), np.uint8), r'expected floating-point images, got dtype uint8'),
+])
+def test_bad_inputs_have_clear_errors(bad, msg):
+  model, variables = model_and_variables('ghostnet_050')
+  with pytest.raises(ValueError, match=msg):
+    model.apply(variables, bad)

@@ -1,0 +1,34 @@
+"""Helpers for comparing against PyTorch references (timm / torchvision / our own torch code)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+  """Random BN affine params and running stats, so BN conversion/folding is really exercised."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        m.running_mean.normal_(0, 0.2, generator=g)
+        m.running_var.uniform_(0.5, 2.0, generator=g)
+        m.weight.uniform_(0.5, 1.5, generator=g)
+        m.bias.normal_(0, 0.2, generator=g)
+  return model
+
+
+def torch_forward(model: torch.nn.Module, x_nhwc: np.ndarray) -> np.ndarray:
+  """Runs a torch model on an NHWC numpy batch, returns numpy."""
+  with torch.no_grad():
+    return model(torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2)))).numpy()
+
+
+def timm_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
+  import timm
+  torch.manual_seed(seed)
+  return randomize_bn(timm.create_model(name, pretrained=False, **kwargs), seed).eval()
+
+
+def images(shape, seed: int = 0) -> np.ndarray:
+  return np.random.RandomState(seed).randn(*shape).astype(np.float32)
