@@ -125,7 +125,9 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
                        f'{tuple(_flax_to_torch(np.zeros(leaf.shape, np.float32)).shape)}')
       continue
     flat[path] = jnp.asarray(v, dtype=leaf.dtype)
-  unexpected = sorted(set(sd) - used)
+  order = {k: i for i, k in enumerate(sd)}  # report in the checkpoint's own key order
+  misshaped.sort(key=lambda m: order.get(m.split(':')[0], len(order)))
+  unexpected = sorted(set(sd) - used, key=order.get)
   if missing or unexpected or misshaped:
     lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
     for title, items in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
