@@ -19,7 +19,9 @@ bias-free 1x1 conv ``raw -> raw`` without BN in place of the official code's sli
 
 The seed's capture of the official ``g_ghost_regnet.py`` lost ``m_list.append(e)`` inside the
 middle-block loop; we append every middle block's output to the mix, which is what the merge
-conv's input width ``planes + raw_planes * (blocks - 2)`` requires (marked "restored" below).
+conv's input width ``planes + raw_planes * (blocks - 2)`` requires (marked "restored" below;
+the file in the official repository has the line). Its ``self.inplanes`` in the base block's
+shortcut test is the ``inplanes`` argument (``Bottleneck``'s own shape test does that here).
 """
 from __future__ import annotations
 
