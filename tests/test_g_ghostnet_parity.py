@@ -5,8 +5,11 @@ Eval-mode logits after converting the reference's state dict (random weights and
 residual-branch BNs damped so logits stay O(1)) must agree to 1e-4. What can differ between the
 frameworks is padding and pooling at odd sizes, not resolution as such: ``ODD`` inputs (100x132)
 give odd feature maps at every stride (50x66 -> 25x33 -> 13x17 -> 7x9 -> 4x5), which 224 (even
-down to 7x7) does not, at a quarter of the compute. The 100+-block models run at 64x64 with the 10-class head the
-registry tests compile, so their compiled forward is shared through the persistent cache.
+down to 7x7) does not, at a quarter of the compute. GhostNets_D (101 layers) runs at 64x64 with
+the 10-class head the registry tests compile (shared through the persistent cache when warm);
+ResNet-101 is ResNet-50's blocks in another count, so its conversion and size are checked
+without a forward.
+The small networks cover every stage option (cheap ops, ratios, both hosts, slice-free).
 """
 import functools
 
@@ -67,7 +70,9 @@ def test_published_sizes():
   for name, (params, gmacs) in expected.items():
     info = gj.model_info(name)
     assert (info['params'], round(info['macs'] / 1e9, 2)) == (params, gmacs), name
-  assert gj.model_info('resnet101')['params'] == n_params(torchvision.models.resnet101())
+  tv101 = torchvision.models.resnet101()
+  assert gj.model_info('resnet101')['params'] == n_params(tv101)
+  assert_round_trip('resnet101', tv101)
   assert gj.model_info('ghostnet_d_101')['params'] == 38_216_872
 
 
@@ -78,13 +83,9 @@ def test_g_ghost_regnetx_032_matches_reference():
   assert_round_trip('g_ghost_regnetx_032', ref)
 
 
-@pytest.mark.parametrize('name,build', [
-    ('resnet101', lambda: torchvision.models.resnet101(num_classes=10)),
-    ('ghostnet_d_101', lambda: GGhostResNet([3, 4, 23, 3], num_classes=10, variant='ghostnet_d')),
-])
-def test_deep_models_match_reference_at_64(name, build):
-  ref = prepared(build)
-  assert logit_error(name, ref, (2, SMALL, SMALL, 3)) < 1e-4
+def test_ghostnet_d_101_matches_reference_at_64():
+  ref = prepared(lambda: GGhostResNet([3, 4, 23, 3], num_classes=10, variant='ghostnet_d'))
+  assert logit_error('ghostnet_d_101', ref, (2, SMALL, SMALL, 3)) < 1e-4
 
 
 def test_ghostnet_d_101_reference_and_names():
@@ -106,8 +107,8 @@ TINY_RESNET = dict(depths=(3, 4, 3, 3), widths=(32, 64, 96, 128))
 TINY = (2, 40, 52, 3)
 
 
-@pytest.mark.parametrize('cheap_op,ratio', [('conv1x1', 0.5), ('identity', 0.5), ('dw3', 0.5),
-                                             ('dw5', 0.5), ('conv1x1', 0.25)])
+@pytest.mark.parametrize('cheap_op,ratio', [('identity', 0.5), ('dw3', 0.5), ('dw5', 0.5),
+                                             ('conv1x1', 0.25)])
 def test_regnet_hosted_stage_options_match_reference(cheap_op, ratio):
   ref = prepared(lambda: GGhostRegNet([1, 3, 4, 2], [24, 48, 72, 96], 8, num_classes=10,
                                       cheap=cheap_op, cheap_ratio=ratio))
@@ -117,7 +118,6 @@ def test_regnet_hosted_stage_options_match_reference(cheap_op, ratio):
 
 
 @pytest.mark.parametrize('name,variant,cheap_op', [('g_ghost_resnet50', 'official', 'conv1x1'),
-                                                   ('g_ghost_resnet50', 'official', 'dw5'),
                                                    ('ghostnet_d_101', 'ghostnet_d', 'identity')])
 def test_resnet_hosted_stage_variants_match_reference(name, variant, cheap_op):
   ref = prepared(lambda: GGhostResNet([3, 4, 3, 3], [32, 64, 96, 128], num_classes=10,
