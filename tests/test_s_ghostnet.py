@@ -19,7 +19,7 @@ from torch import nn
 import ghostnets_jax as gj
 from ghostnets_jax.models.ghostnet import GhostBottleneck
 from ghostnets_jax.stats import param_count
-from tests.helpers import SMALL, jitted_apply, model_and_variables, random_variables
+from tests.helpers import SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import images, randomize_bn, torch_forward
 
 ARCHS = {'s_ghostnet_b1': ((1, 2, 3, 4, 3, 6), (28, 44, 72, 140, 196, 280)),
@@ -167,6 +167,7 @@ def test_param_counts_and_macs(name, params):
   assert abs(info['macs'] / 1e9 - expected_gmacs) < 0.001
 
 
+@pytest.mark.xdist_group('s_ghostnet')  # shares model_and_variables with the next test
 @pytest.mark.parametrize('name', list(ARCHS))
 def test_logits_match_torch_reference(name):
   ref = reference(name)
@@ -183,10 +184,10 @@ def test_logits_match_torch_reference(name):
           'blocks.1.0.shortcut.1.bn.weight', 'bn1.weight', 'conv_head.weight'} <= set(back)
 
 
+@pytest.mark.xdist_group('s_ghostnet')
 def test_forward_at_native_resolutions():
   for name, size in (('s_ghostnet_b1', 240), ('s_ghostnet_b4', 384)):
-    model = gj.create_model(name, num_classes=10)
-    variables = random_variables(model, size)
+    model, variables = model_and_variables(name)  # fully convolutional: same variables at any size
     out = jax.jit(functools.partial(model.apply, train=False))(variables, images((1, size, size, 3)))
     assert out.shape == (1, 10) and np.isfinite(np.asarray(out)).all()
 
@@ -226,11 +227,12 @@ def test_block_matches_torch_and_drop_path_hits_the_residual_branch(cin, cout, s
 
 def _branch_and_shortcut(block, variables, x):
   """Train-mode outputs split into residual branch and shortcut (drop-path rate 0)."""
-  out = np.asarray(block.apply(variables, x, train=True, mutable=['batch_stats'])[0])
+  train = jax.jit(lambda v, x: block.apply(v, x, train=True, mutable=['batch_stats'])[0])
+  out = np.asarray(train(variables, x))
   zero = jax.tree.map(jnp.zeros_like, variables)
   # the shortcut alone: the same block with the branch's last BN scale/bias zeroed
   p = jax.tree.map(lambda a: a, variables)
   for m in ('primary_conv', 'cheap_operation'):
     p['params']['ghost2'][m]['bn'] = zero['params']['ghost2'][m]['bn']
-  short = np.asarray(block.apply(p, x, train=True, mutable=['batch_stats'])[0])
+  short = np.asarray(train(p, x))
   return out - short, short
