@@ -1,2 +1,3 @@
 """Model families; importing this package registers every model."""
-from ghostnets_jax.models import g_ghostnet, ghostnet, regnet, resnet  # noqa: F401
+from ghostnets_jax.models import (g_ghostnet, ghostnet, multigrain, regnet, resnet,  # noqa: F401
+                                  s_ghostnet)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
 from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, SqueezeExcite,
-                                  check_images, global_avg_pool, make_divisible)
+                                  check_images, get_act, global_avg_pool, make_divisible)
 from ghostnets_jax.registry import register_model
 
 
@@ -25,6 +25,7 @@ class GhostBottleneck(nn.Module):
   """Ghost bottleneck: ghost (expand) -> [dw conv, stride 2] -> [SE] -> ghost (linear) + shortcut.
 
   ``mode='attn'`` uses the GhostNetV2 module (DFC attention) for the expanding ghost module.
+  SE width: ``make_divisible(mid_chs * se_ratio, se_divisor)`` (S-GhostNet's large mode uses 8).
   """
   mid_chs: int
   out_chs: int
@@ -35,6 +36,7 @@ class GhostBottleneck(nn.Module):
   drop_path_rate: float = 0.0
   deploy: bool = False
   dtype: Any = None
+  se_divisor: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -46,8 +48,8 @@ class GhostBottleneck(nn.Module):
       y = ConvBN(self.mid_chs, self.dw_kernel_size, self.strides, groups=self.mid_chs,
                  name='conv_dw', **kw)(y, train)
     if self.se_ratio > 0:
-      y = SqueezeExcite(make_divisible(self.mid_chs * self.se_ratio, 4), dtype=self.dtype,
-                        name='se')(y)
+      rd = make_divisible(self.mid_chs * self.se_ratio, self.se_divisor)
+      y = SqueezeExcite(rd, dtype=self.dtype, name='se')(y)
     y = GhostModule(self.out_chs, act=None, name='ghost2', **kw)(y, train)
     if in_chs == self.out_chs and self.strides == 1:
       shortcut = x
@@ -80,7 +82,9 @@ class GhostNet(nn.Module):
     width: channel multiplier (0.5, 1.0, 1.3, 1.6 in the papers), rounded to multiples of 4.
     version: 'v1' (C-Ghost modules) or 'v2' (DFC attention in every block after the second).
     drop_rate: dropout before the classifier. drop_path_rate: stochastic depth (0 in the papers).
-    num_classes: 0 returns the 1280-d pre-logits.
+    num_classes: 0 returns the ``head_chs``-d pre-logits.
+    stem_chs: stem width before ``width`` scaling. act: activation after the stem and the head
+      ('relu'; S-GhostNet's large mode uses 'hard_swish'). se_divisor: SE width rounding.
     deploy: BN folded into the convolutions (see ``ghostnets_jax.reparameterize``).
     dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
   """
@@ -94,6 +98,9 @@ class GhostNet(nn.Module):
   head_chs: int = 1280
   deploy: bool = False
   dtype: Any = None
+  stem_chs: int = 16
+  act: str = 'relu'
+  se_divisor: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -101,7 +108,8 @@ class GhostNet(nn.Module):
     kw = dict(deploy=self.deploy, dtype=self.dtype)
     if self.dtype is not None:
       x = x.astype(self.dtype)
-    x = ConvBN(make_divisible(16 * self.width, 4), 3, 2, act='relu', name='conv_stem', **kw)(x, train)
+    x = ConvBN(make_divisible(self.stem_chs * self.width, 4), 3, 2, act=self.act, name='conv_stem',
+               **kw)(x, train)
     n_blocks = sum(len(s) for s in self.cfgs)
     idx = 0
     for i, stage in enumerate(self.cfgs):
@@ -109,12 +117,12 @@ class GhostNet(nn.Module):
         mode = 'attn' if self.version == 'v2' and idx > 1 else 'original'
         x = GhostBottleneck(make_divisible(exp * self.width, 4), make_divisible(c * self.width, 4),
                             k, s, se, mode, self.drop_path_rate * idx / n_blocks,
-                            name=f'blocks_{i}_{j}', **kw)(x, train)
+                            se_divisor=self.se_divisor, name=f'blocks_{i}_{j}', **kw)(x, train)
         idx += 1
     x = ConvBN(make_divisible(self.cfgs[-1][-1][1] * self.width, 4), 1, act='relu',
                name=f'blocks_{len(self.cfgs)}_0', **kw)(x, train)
     x = global_avg_pool(x)
-    x = nn.relu(nn.Dense(self.head_chs, dtype=self.dtype, name='conv_head')(x))
+    x = get_act(self.act)(nn.Dense(self.head_chs, dtype=self.dtype, name='conv_head')(x))
     if self.num_classes <= 0:
       return x
     x = nn.Dropout(self.drop_rate)(x, deterministic=not train)

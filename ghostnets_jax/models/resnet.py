@@ -36,6 +36,8 @@ class ResNet(nn.Module):
     ghost_stages: indices of the stages built as G-Ghost stages (:class:`GGhostStage`), with
       ``cheap_ratio``, ``cheap_op`` and ``slice_free`` (GhostNets_D) passed to them.
     drop_rate: dropout before ``fc``. num_classes: 0 returns the pooled features.
+    global_pool: 'avg', or '' to return the final NHWC feature map (no pooling, no head), as
+      trunks with their own pooling need (MultiGrain's GeM).
     deploy: BN folded into the convolutions. dtype: computation dtype (params stay float32).
   Variables: ``stem``, ``layer{i}_{k}`` (plain stage ``i``, block ``k``) or ``layer{i}`` (G-Ghost), ``fc``.
   """
@@ -53,6 +55,7 @@ class ResNet(nn.Module):
   num_classes: int = 1000
   in_chans: int = 3
   drop_rate: float = 0.0
+  global_pool: str = 'avg'
   deploy: bool = False
   dtype: Any = None
 
@@ -74,7 +77,9 @@ class ResNet(nn.Module):
     return x
 
   def forward_head(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Global average pool -> dropout -> ``fc`` (float32 logits)."""
+    """Global average pool -> dropout -> ``fc`` (float32 logits); the feature map if no pooling."""
+    if not self.global_pool:
+      return x
     x = global_avg_pool(x)
     if self.num_classes <= 0:
       return x
@@ -84,6 +89,8 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     check_images(x, self.in_chans, type(self).__name__)
+    if self.global_pool not in ('avg', ''):
+      raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {self.global_pool!r}.")
     if len({len(self.depths), len(self.widths), len(self.strides)}) != 1:
       raise ValueError(f'depths {tuple(self.depths)}, widths {tuple(self.widths)} and strides '
                        f'{tuple(self.strides)} must have one entry per stage.')

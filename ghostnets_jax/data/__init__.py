@@ -1,0 +1,1 @@
+"""Input pipeline pieces."""
