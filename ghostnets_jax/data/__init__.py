@@ -1,0 +1,3 @@
+"""Input-pipeline pieces: host-side augmentation (`augment`, TensorFlow ops for tf.data) and on-device
+mixing (`mixup`, pure JAX). Import the submodules directly; this package imports nothing, so that
+`import ghostnets_jax.data.mixup` does not pull in TensorFlow."""
