@@ -3,13 +3,15 @@
 Pipeline per image: JPEG bytes -> Inception crop (stateless sample_distorted_bounding_box +
 decode_and_crop_jpeg) -> bilinear resize to 224 -> random flip -> [augmentation] -> normalise
 [-> random erasing]. JPEGs are made locally from bundled photographs (scikit-image / matplotlib
-sample data), 500x375 on average like ImageNet. Every configuration runs in the same process;
-the report is images/s and the ratio to the no-augmentation baseline.
+sample data), 500x375 on average like ImageNet. Every configuration runs in the same process and
+the configurations take turns (median of rounds); the report is images/s and the ratio to the
+no-augmentation baseline.
 
   python benchmarks/input_pipeline_augment.py                      # rand-m9-mstd0.5 vs none
   python benchmarks/input_pipeline_augment.py --aa original --reprob 0.25 --steps 40
 
-`measure(...)` and `make_jpegs(...)` are importable for a larger input-pipeline benchmark.
+`make_jpegs`, `train_map`, `pipeline` and `measure` are importable for a larger input-pipeline
+benchmark.
 """
 from __future__ import annotations
 
@@ -88,20 +90,36 @@ def train_map(aa: str | None, reprob: float = 0., img_size: int = 224, base_seed
   return fn
 
 
-def measure(aa: str | None, jpegs: list[bytes], *, reprob: float = 0., batch_size: int = 64,
-            steps: int = 20, warmup: int = 3, img_size: int = 224) -> float:
-  """Images per second of the pipeline over `steps` batches after `warmup` batches."""
+def pipeline(aa: str | None, jpegs: list[bytes], *, reprob: float = 0., batch_size: int = 64,
+             img_size: int = 224, warmup: int = 3):
+  """A started iterator over normalised training batches (warmed up: traced and compiled)."""
   ds = tf.data.Dataset.from_tensor_slices(jpegs).repeat().enumerate()
   ds = ds.map(train_map(aa, reprob, img_size), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=False)
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(2)
-  it = iter(ds)
+  it = iter(ds.batch(batch_size, drop_remainder=True).prefetch(2))
   for _ in range(warmup):
     next(it).numpy()
+  return it
+
+
+def images_per_second(it, batch_size: int, steps: int) -> float:
   start = time.perf_counter()
   for _ in range(steps):
     next(it).numpy()
   return steps * batch_size / (time.perf_counter() - start)
+
+
+def measure(configs: dict[str, tuple[str | None, float]], jpegs: list[bytes], *, batch_size: int = 64,
+            steps: int = 20, rounds: int = 3) -> dict[str, float]:
+  """Median images/s per config {name: (aa, reprob)}; the configs take turns, `rounds` times, so
+  a change in machine load hits all of them alike."""
+  its = {name: pipeline(aa, jpegs, reprob=reprob, batch_size=batch_size)
+         for name, (aa, reprob) in configs.items()}
+  runs = {name: [] for name in configs}
+  for _ in range(rounds):
+    for name, it in its.items():
+      runs[name].append(images_per_second(it, batch_size, steps))
+  return {name: float(np.median(v)) for name, v in runs.items()}
 
 
 def main(argv=None):
@@ -111,17 +129,17 @@ def main(argv=None):
   parser.add_argument('--batch-size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--images', type=int, default=64, help='distinct JPEGs to cycle through')
+  parser.add_argument('--rounds', type=int, default=3, help='configs take turns this often')
   args = parser.parse_args(argv)
   jpegs = make_jpegs(args.images)
-  configs = [('baseline (crop, flip, normalise)', None, 0.), (f'+ {args.aa}', args.aa, 0.)]
+  configs = {'baseline (crop, flip, normalise)': (None, 0.), f'+ {args.aa}': (args.aa, 0.)}
   if args.reprob > 0:
-    configs.append((f'+ {args.aa} + erasing p={args.reprob}', args.aa, args.reprob))
-  print(f'CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, '
-        f'batch {args.batch_size}, {args.steps} timed batches, 224x224')
-  base = None
-  for name, aa, reprob in configs:
-    ips = measure(aa, jpegs, reprob=reprob, batch_size=args.batch_size, steps=args.steps)
-    base = base or ips
+    configs[f'+ {args.aa} + erasing p={args.reprob}'] = (args.aa, args.reprob)
+  print(f'CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, batch {args.batch_size}, '
+        f'{args.rounds} x {args.steps} timed batches per config (median), 224x224')
+  result = measure(configs, jpegs, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
+  base = result[next(iter(configs))]
+  for name, ips in result.items():
     print(f'{name:45s} {ips:8.1f} images/s   ratio {ips / base:.2f}')
 
 

@@ -178,6 +178,22 @@ def test_inputs_are_checked():
     A.rotate(np.zeros((8, 8, 3), np.uint8), 10., interpolation='lanczos')
   with pytest.raises(ValueError, match='shape \\[2\\]'):
     A.rand_augment(np.zeros((8, 8, 3), np.uint8), tf.constant(3))
+  with pytest.raises(ValueError, match='unknown op'):
+    A.apply_op('Blur', np.zeros((8, 8, 3), np.uint8), tf.constant([0, 0]), 5.)
+  with pytest.raises(ValueError, match='interpolation'):
+    A.Hparams(interpolation='area')
+
+
+def test_apply_op_probability_and_magnitude():
+  """prob 0 never applies; magnitude 0 rotates by 0 degrees (identity); prob 1 at magnitude 10
+  with inc ops applies the strongest setting."""
+  img = natural_images()[1]
+  seed = tf.constant([1, 2], tf.int64)
+  np.testing.assert_array_equal(A.apply_op('Invert', img, seed, 5., prob=0.).numpy(), img)
+  np.testing.assert_array_equal(A.apply_op('Rotate', img, seed, 0., prob=1.).numpy(), img)
+  np.testing.assert_array_equal(A.apply_op('Invert', img, seed, 5., prob=1.).numpy(), 255 - img)
+  black = A.apply_op('PosterizeIncreasing', img, seed, 10., prob=1.).numpy()
+  assert black.max() == 0
 
 
 # ---------------------------------------------------------------------------------------------

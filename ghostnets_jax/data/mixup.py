@@ -160,7 +160,8 @@ def _partner(x: jax.Array, pairing: str) -> jax.Array:
 
 def apply_params(images: jax.Array, labels: jax.Array, params: MixParams,
                  cfg: MixupConfig) -> tuple[jax.Array, jax.Array]:
-  """Mix `images` (B, H, W, C) and smoothed `labels` (B, K) with drawn `params`."""
+  """Mix `images` (B, H, W, C) and one-hot `labels` (B, K) with drawn `params`; returns the
+  images (same dtype) and the smoothed, mixed float32 targets."""
   _check(images, labels)
   h, w = images.shape[1:3]
   other = _partner(images, cfg.pairing)
