@@ -87,8 +87,9 @@ def normalize_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, 
   return {k: v for k, v in sd.items() if not rules.ignored(k)}
 
 
+@functools.lru_cache(maxsize=32)
 def abstract_variables(model, input_size: int = 64) -> dict:
-  """Shapes of ``model``'s variables (no computation)."""
+  """Shapes of ``model``'s variables (no computation; cached: tracing a large model takes seconds)."""
   x = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
   return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
 

@@ -29,8 +29,10 @@ class GhostModule(nn.Module):
     dw_size: kernel of the cheap depthwise op.
     act: activation after both convs (None for the linear second module of a bottleneck).
     num_conv_branches: 0 for plain ConvBN convs; N > 0 makes both convs re-parameterizable
-      (GhostNetV3): N parallel ConvBN branches each, plus 1x1 scale and identity-BN branches
-      for the cheap op (:class:`RepConvBN`).
+      (GhostNetV3, :class:`RepConvBN`): N parallel ConvBN branches each, plus a 1x1 scale
+      branch where the kernel is larger and an identity BN for the cheap op when it keeps the
+      channel count. As in timm, the primary conv has no identity branch (the official code
+      adds one when in == intrinsic channels, which no published configuration has).
   """
   features: int
   kernel_size: int = 1

@@ -48,18 +48,18 @@ class GhostBottleneck(nn.Module):
   deploy: bool = False
   dtype: Any = None
 
-  def ghost_module(self, features: int, act: Optional[str], name: str) -> nn.Module:
+  def ghost_module(self, features: int, act: Optional[str], name: str, expand: bool) -> nn.Module:
     kw = dict(act=act, deploy=self.deploy, dtype=self.dtype, name=name)
     if self.mode == 'rep':
       return RepGhostModule(features, **kw)
-    cls = GhostModuleV2 if self.mode == 'attn' and name == 'ghost1' else GhostModule
+    cls = GhostModuleV2 if self.mode == 'attn' and expand else GhostModule
     return cls(features, num_conv_branches=self.num_conv_branches, **kw)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     in_chs = x.shape[-1]
     kw = dict(deploy=self.deploy, dtype=self.dtype)
-    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1')(x, train)
+    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1', expand=True)(x, train)
     if self.strides > 1:
       dw = dict(groups=self.mid_chs, name='conv_dw', **kw)
       if self.num_conv_branches:
@@ -70,7 +70,7 @@ class GhostBottleneck(nn.Module):
     if self.se_ratio > 0:
       y = SqueezeExcite(make_divisible(self.mid_chs * self.se_ratio, 4), dtype=self.dtype,
                         name='se')(y)
-    y = self.ghost_module(self.out_chs, None, 'ghost2')(y, train)
+    y = self.ghost_module(self.out_chs, None, 'ghost2', expand=False)(y, train)
     if in_chs == self.out_chs and self.strides == 1:
       shortcut = x
     else:
