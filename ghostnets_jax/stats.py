@@ -5,7 +5,9 @@ MACs and activations come from our own counter: it intercepts every ``Conv2d`` a
 and sums ``output elements x kernel fan-in``. Like the RepGhost/thop convention, only
 convolutions and fully connected layers count (no BN, activations, pooling or elementwise
 ops). Activations are the conv/linear output elements (Radosavovic et al.), which the
-G-GhostNet paper uses as a GPU latency proxy.
+G-GhostNet paper uses as a GPU latency proxy. The same trace gives the backbone's feature
+channels: the counter also keeps the model's :class:`~ghostnets_jax.models.backbone.StridePlan`,
+which records every feature level during the forward pass.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class ModelStats:
   params: int
   macs: int
   activations: int
+  feature_channels: dict[int, int] = dataclasses.field(default_factory=dict)
 
 
 def param_count(variables: Any) -> int:
@@ -37,9 +40,12 @@ def param_count(variables: Any) -> int:
 def count_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
   """Counts params, MACs and activations of ``model`` for one input of ``input_shape`` (NHWC)."""
   counts = {'macs': 0, 'acts': 0}
+  plans = []  # (depth in the module tree, StridePlan) of every backbone traced
 
   def interceptor(next_fun, args, kwargs, context):
     out = next_fun(*args, **kwargs)
+    if context.method_name == 'stride_plan':
+      plans.append((len(context.module.scope.path), out))
     if context.method_name != '__call__':
       return out
     mod = context.module
@@ -61,7 +67,11 @@ def count_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
       return model.init(jax.random.PRNGKey(0), x, train=False)
 
   variables = jax.eval_shape(init, jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32))
-  return ModelStats(params=param_count(variables), macs=counts['macs'], activations=counts['acts'])
+  channels = {}
+  if plans:  # the outermost backbone (MultiGrain's trunk is one level down)
+    channels = {s: x.shape[-1] for s, x in min(plans, key=lambda p: p[0])[1].features().items()}
+  return ModelStats(params=param_count(variables), macs=counts['macs'], activations=counts['acts'],
+                    feature_channels=channels)
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,14 +87,18 @@ def _info(name: str, deploy: bool) -> dict[str, Any]:
       'crop_pct': spec.crop_pct, 'interpolation': spec.interpolation,
       'mean': spec.mean, 'std': spec.std,
       'params': s.params, 'macs': s.macs, 'activations': s.activations,
+      'feature_channels': s.feature_channels,
       'paper': spec.paper, 'paper_url': spec.paper_url,
       'top1': spec.top1, 'top1_source': spec.top1_source, 'reference': spec.reference,
   }
 
 
 def model_info(name: str, deploy: bool = False) -> dict[str, Any]:
-  """Default input size, params, MACs and activations at that size, paper and published top-1.
+  """Default input size, params, MACs and activations at that size, paper and published top-1,
+  and ``feature_channels``: ``{stride: channels}`` of ``model.features`` (the backbone levels).
 
   ``deploy=True`` counts the re-parameterized (BN-folded, single-branch) form.
   """
-  return dict(_info(name, deploy))
+  info = dict(_info(name, deploy))
+  info['feature_channels'] = dict(info['feature_channels'])  # the cached dict stays unchanged
+  return info

@@ -29,6 +29,9 @@ class Bottleneck(nn.Module):
     shortcut: None for identity when the shape is kept and 1x1 conv + BN otherwise (torchvision's
       ``downsample`` / RegNet's ``proj``); 'conv_bn' forces that projection; 'conv' is a bias-free
       1x1 conv without BN (GhostNets_D).
+    dilation: of the 3x3 conv. dilate: the block trades its stride for dilation (dilated
+      backbones, ``output_stride < 32``): every conv runs with stride 1, the structure (the
+      projection shortcut) stays that of ``strides``.
   Children: ``conv1``, ``conv2``, ``conv3`` (ConvBN), ``downsample``.
   """
   features: int
@@ -39,23 +42,25 @@ class Bottleneck(nn.Module):
   shortcut: Optional[str] = None
   deploy: bool = False
   dtype: Any = None
+  dilate: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.shortcut not in SHORTCUTS:
       raise ValueError(f'{self.name}: shortcut must be one of {SHORTCUTS}, got {self.shortcut!r}.')
     kw = dict(deploy=self.deploy, dtype=self.dtype)
+    strides = 1 if self.dilate else self.strides
     y = ConvBN(self.width, 1, act='relu', name='conv1', **kw)(x, train)
-    y = ConvBN(self.width, 3, self.strides, self.groups, self.dilation, act='relu', name='conv2',
+    y = ConvBN(self.width, 3, strides, self.groups, self.dilation, act='relu', name='conv2',
                **kw)(y, train)
     y = ConvBN(self.features, 1, name='conv3', **kw)(y, train)
     shortcut = self.shortcut
     if shortcut is None and (self.strides != 1 or x.shape[-1] != self.features):
       shortcut = 'conv_bn'
     if shortcut == 'conv_bn':
-      x = ConvBN(self.features, 1, self.strides, name='downsample', **kw)(x, train)
+      x = ConvBN(self.features, 1, strides, name='downsample', **kw)(x, train)
     elif shortcut == 'conv':
-      x = Conv2d(self.features, 1, self.strides, dtype=self.dtype, name='downsample')(x)
+      x = Conv2d(self.features, 1, strides, dtype=self.dtype, name='downsample')(x)
     return nn.relu(y + x)
 
 

@@ -67,6 +67,8 @@ class GGhostStage(nn.Module):
     cheap_ratio: share of the channels made by the cheap path (0.5 in the papers).
     cheap_op: 'conv1x1' (1x1 conv + BN, the official default), 'identity', 'dw3', 'dw5'.
     slice_free: GhostNets_D's 1x1 convolutions instead of channel slicing (see module doc).
+    dilation, dilate: dilation of ``base``'s 3x3, and whether ``base`` trades its stride for
+      dilation (dilated backbones); the layers after it then dilate by ``dilation * strides``.
   Children: ``base``, ``layers_{k}``, ``merge_0``, ``merge_1``, ``cheap``, [``cheap_split``], ``end``.
   """
   features: int
@@ -78,6 +80,8 @@ class GGhostStage(nn.Module):
   slice_free: bool = False
   deploy: bool = False
   dtype: Any = None
+  dilation: int = 1
+  dilate: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -88,13 +92,16 @@ class GGhostStage(nn.Module):
       raise ValueError(f'{self.name}: cheap_op must be one of {CHEAP_OPS}, got {self.cheap_op!r}.')
     kw = dict(deploy=self.deploy, dtype=self.dtype)
     raw, cheap = g_ghost_channels(self.features, self.cheap_ratio, self.block)
-    x0 = self.block(self.features, self.strides, name='base', **kw)(x, train)
+    x0 = self.block(self.features, self.strides, dilation=self.dilation, dilate=self.dilate,
+                    name='base', **kw)(x, train)
+    dilation = self.dilation * self.strides if self.dilate else self.dilation
 
     e = x0[..., :raw]
     mix = [x0]
     for k in range(self.depth - 2):
       shortcut = 'conv' if self.slice_free and k == 0 else None
-      e = middle_block(self.block)(raw, shortcut=shortcut, name=f'layers_{k}', **kw)(e, train)
+      e = middle_block(self.block)(raw, shortcut=shortcut, dilation=dilation, name=f'layers_{k}',
+                                   **kw)(e, train)
       mix.append(e)  # restored: the seed's capture lost `m_list.append(e)`
     m = global_avg_pool(jnp.concatenate(mix, axis=-1), keepdims=True)
     m = ConvBN(cheap, 1, act='relu', name='merge_0', **kw)(m, train)
@@ -107,6 +114,8 @@ class GGhostStage(nn.Module):
     if self.cheap_op == 'conv1x1':
       c = ConvBN(cheap, 1, name='cheap', **kw)(c, train)
     elif self.cheap_op in ('dw3', 'dw5'):
-      c = ConvBN(cheap, int(self.cheap_op[2:]), groups=cheap, name='cheap', **kw)(c, train)
+      c = ConvBN(cheap, int(self.cheap_op[2:]), groups=cheap, dilation=dilation, name='cheap',
+                 **kw)(c, train)
     c = nn.relu(c + m)
-    return self.block(self.features, name='end', **kw)(jnp.concatenate([e, c], axis=-1), train)
+    return self.block(self.features, dilation=dilation, name='end', **kw)(
+        jnp.concatenate([e, c], axis=-1), train)

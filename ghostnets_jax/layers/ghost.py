@@ -33,6 +33,7 @@ class GhostModule(nn.Module):
       branch where the kernel is larger and an identity BN for the cheap op when it keeps the
       channel count. As in timm, the primary conv has no identity branch (the official code
       adds one when in == intrinsic channels, which no published configuration has).
+    dilation: of both convs (and of the DFC attention's in :class:`GhostModuleV2`).
   """
   features: int
   kernel_size: int = 1
@@ -43,6 +44,7 @@ class GhostModule(nn.Module):
   num_conv_branches: int = 0
   deploy: bool = False
   dtype: Any = None
+  dilation: int = 1
 
   @property
   def init_channels(self) -> int:
@@ -50,7 +52,7 @@ class GhostModule(nn.Module):
 
   def ghost(self, x: jax.Array, train: bool) -> jax.Array:
     init, new = self.init_channels, self.init_channels * (self.ratio - 1)
-    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype)
+    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype, dilation=self.dilation)
     if self.num_conv_branches:
       n = self.num_conv_branches
       primary = RepConvBN(init, self.kernel_size, self.strides, num_conv_branches=n,
@@ -73,17 +75,20 @@ class DFCAttention(nn.Module):
   """Decoupled fully connected attention of GhostNetV2 (sigmoid gate, at half resolution).
 
   ``sigmoid(dw(5x1)(dw(1x5)(conv(avgpool2x2(x)))))``, upsampled (nearest) to ``size``.
+  ``dilation`` (in a dilated backbone) dilates the convs, so that they span the same image
+  extent as in the strided network.
   """
   features: int
   kernel_size: int = 1
   strides: int = 1
   deploy: bool = False
   dtype: Any = None
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, size: tuple[int, int], train: bool = False) -> jax.Array:
     c = self.features
-    kw = dict(deploy=self.deploy, dtype=self.dtype)
+    kw = dict(deploy=self.deploy, dtype=self.dtype, dilation=self.dilation)
     r = avg_pool_2x2(x)
     r = ConvBN(c, self.kernel_size, self.strides, name='short_conv_0', **kw)(r, train)
     r = ConvBN(c, (1, 5), groups=c, name='short_conv_1', **kw)(r, train)
@@ -98,7 +103,7 @@ class GhostModuleV2(GhostModule):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     out = self.ghost(x, train)
     gate = DFCAttention(self.features, self.kernel_size, self.strides, self.deploy, self.dtype,
-                        name='short_conv')(x, out.shape[1:3], train)
+                        self.dilation, name='short_conv')(x, out.shape[1:3], train)
     return out * gate.astype(out.dtype)
 
 
@@ -116,10 +121,11 @@ class RepGhostModule(nn.Module):
   act: Optional[str] = 'relu'
   deploy: bool = False
   dtype: Any = None
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype)
+    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype, dilation=self.dilation)
     x = ConvBN(self.features, self.kernel_size, self.strides, name='primary_conv', **kw)(x, train)
     return RepConvBN(self.features, self.dw_size, groups=self.features, use_identity=True,
                      name='cheap_operation', **kw)(x, train)

@@ -36,6 +36,9 @@ class RepConvBN(nn.Module):
     use_scale: add a 1x1 ConvBN branch.
     use_identity: add a BatchNorm of the input (needs ``in == features`` and stride 1).
     act: activation after the sum.
+    dilation: of the kxk branches (and of the fused conv). The 1x1 and identity branches fuse
+      into the centre tap, which reads offset 0 for any dilation with PyTorch's symmetric
+      padding ``d * (k - 1) // 2`` when ``k`` is odd; even kernels with such branches are refused.
 
   Variables: ``conv_kxk_{i}/{conv,bn}``, ``conv_scale/{conv,bn}``, ``identity/{scale,bias}``
   (+ batch_stats); deploy form ``conv/{kernel,bias}``, the layout of a deploy :class:`ConvBN`.
@@ -50,6 +53,7 @@ class RepConvBN(nn.Module):
   act: Optional[str] = None
   deploy: bool = False
   dtype: Any = None
+  dilation: IntPair = 1
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -58,12 +62,16 @@ class RepConvBN(nn.Module):
     if self.use_identity and (x.shape[-1] != self.features or to_pair(self.strides) != (1, 1)):
       raise ValueError(f'{self.name}: an identity branch needs in == out channels and stride 1 '
                        f'(got {x.shape[-1]} -> {self.features}, stride {self.strides}).')
+    if (self.use_scale or self.use_identity) and any(k % 2 == 0 for k in to_pair(self.kernel_size)):
+      raise ValueError(f'{self.name}: 1x1/identity branches need an odd kernel to sit at its '
+                       f'centre, got kernel_size={self.kernel_size}.')
     if self.deploy:
       y = Conv2d(self.features, self.kernel_size, self.strides, groups=self.groups, use_bias=True,
-                 dtype=self.dtype, name='conv')(x)
+                 dilation=self.dilation, dtype=self.dtype, name='conv')(x)
       return get_act(self.act)(y)
     kw = dict(strides=self.strides, groups=self.groups, dtype=self.dtype)
-    y = sum(ConvBN(self.features, self.kernel_size, name=f'{KXK_PREFIX}{i}', **kw)(x, train)
+    y = sum(ConvBN(self.features, self.kernel_size, dilation=self.dilation,
+                   name=f'{KXK_PREFIX}{i}', **kw)(x, train)
             for i in range(self.num_conv_branches))
     if self.use_scale:
       y = y + ConvBN(self.features, 1, name='conv_scale', **kw)(x, train)

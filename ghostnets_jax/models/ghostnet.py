@@ -27,6 +27,7 @@ from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch
 from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, RepConvBN,
                                   RepGhostModule, SqueezeExcite, check_images, get_act,
                                   global_avg_pool, make_divisible)
+from ghostnets_jax.models.backbone import Backbone
 from ghostnets_jax.registry import register_model
 
 
@@ -37,6 +38,9 @@ class GhostBottleneck(nn.Module):
   module) or 'rep' (RepGhost modules). ``num_conv_branches > 0`` (GhostNetV3) makes the ghost
   modules' convs and the depthwise conv re-parameterizable :class:`RepConvBN` layers.
   SE width: ``make_divisible(mid_chs * se_ratio, se_divisor)`` (S-GhostNet's large mode uses 8).
+  ``dilation``: of the convs up to the stride point (expanding module, depthwise conv, shortcut);
+  ``dilate`` (dilated backbones): the convs keep stride 1 and the linear module after the stride
+  point dilates by ``dilation * strides``; the structure stays that of ``strides``.
   """
   mid_chs: int
   out_chs: int
@@ -49,9 +53,12 @@ class GhostBottleneck(nn.Module):
   deploy: bool = False
   dtype: Any = None
   se_divisor: int = 4
+  dilation: int = 1
+  dilate: bool = False
 
-  def ghost_module(self, features: int, act: Optional[str], name: str, expand: bool) -> nn.Module:
-    kw = dict(act=act, deploy=self.deploy, dtype=self.dtype, name=name)
+  def ghost_module(self, features: int, act: Optional[str], name: str, expand: bool,
+                   dilation: int) -> nn.Module:
+    kw = dict(act=act, deploy=self.deploy, dtype=self.dtype, dilation=dilation, name=name)
     if self.mode == 'rep':
       return RepGhostModule(features, **kw)
     cls = GhostModuleV2 if self.mode == 'attn' and expand else GhostModule
@@ -61,23 +68,25 @@ class GhostBottleneck(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     in_chs = x.shape[-1]
     kw = dict(deploy=self.deploy, dtype=self.dtype)
-    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1', expand=True)(x, train)
+    strides = 1 if self.dilate else self.strides
+    after = self.dilation * self.strides if self.dilate else self.dilation
+    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1', True, self.dilation)(x, train)
     if self.strides > 1:
-      dw = dict(groups=self.mid_chs, name='conv_dw', **kw)
+      dw = dict(groups=self.mid_chs, dilation=self.dilation, name='conv_dw', **kw)
       if self.num_conv_branches:
-        y = RepConvBN(self.mid_chs, self.dw_kernel_size, self.strides, use_scale=True,
+        y = RepConvBN(self.mid_chs, self.dw_kernel_size, strides, use_scale=True,
                       num_conv_branches=self.num_conv_branches, **dw)(y, train)
       else:
-        y = ConvBN(self.mid_chs, self.dw_kernel_size, self.strides, **dw)(y, train)
+        y = ConvBN(self.mid_chs, self.dw_kernel_size, strides, **dw)(y, train)
     if self.se_ratio > 0:
       rd = make_divisible(self.mid_chs * self.se_ratio, self.se_divisor)
       y = SqueezeExcite(rd, dtype=self.dtype, name='se')(y)
-    y = self.ghost_module(self.out_chs, None, 'ghost2', expand=False)(y, train)
+    y = self.ghost_module(self.out_chs, None, 'ghost2', False, after)(y, train)
     if in_chs == self.out_chs and self.strides == 1:
       shortcut = x
     else:
-      shortcut = ConvBN(in_chs, self.dw_kernel_size, self.strides, groups=in_chs,
-                        name='shortcut_dw', **kw)(x, train)
+      shortcut = ConvBN(in_chs, self.dw_kernel_size, strides, groups=in_chs,
+                        dilation=self.dilation, name='shortcut_dw', **kw)(x, train)
       shortcut = ConvBN(self.out_chs, 1, name='shortcut_pw', **kw)(shortcut, train)
     return DropPath(self.drop_path_rate)(y, deterministic=not train) + shortcut
 
@@ -97,8 +106,12 @@ GHOSTNET_CFGS = (
 )
 
 
-class GhostNet(nn.Module):
-  """GhostNet v1/v2/v3 classifier on NHWC images (and the backbone of RepGhostNet).
+class GhostNet(Backbone):
+  """GhostNet v1/v2/v3 classifier on NHWC images (and the backbone of RepGhostNet, S-GhostNet).
+
+  ``apply(v, x)``: logits; ``apply(v, x, method='features')``: ``{stride: map}`` with levels
+  2 (stem + first stage), 4, 8, 16 (the last block at each stride) and 32 (the final 1x1
+  ConvBN); ``feature_strides`` / ``output_stride`` (see :mod:`ghostnets_jax.models.backbone`).
 
   Attributes:
     width: channel multiplier (0.5, 1.0, 1.3, 1.6 in the papers), rounded to multiples of 4.
@@ -138,23 +151,30 @@ class GhostNet(nn.Module):
     return make_divisible(self.cfgs[-1][-1][1] * self.width, 4)
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def forward(self, x: jax.Array, train: bool = False, features_only: bool = False) -> Any:
     check_images(x, self.in_chans, type(self).__name__)
+    plan = self.stride_plan()
     kw = dict(deploy=self.deploy, dtype=self.dtype)
     if self.dtype is not None:
       x = x.astype(self.dtype)
-    x = ConvBN(make_divisible(self.stem_chs * self.width, 4), 3, 2, act=self.act, name='conv_stem',
-               **kw)(x, train)
+    plan.downsample(2)  # the stem never dilates (output_stride >= 8)
+    x = plan.record(ConvBN(make_divisible(self.stem_chs * self.width, 4), 3, 2, act=self.act,
+                           name='conv_stem', **kw)(x, train))
     n_blocks = sum(len(s) for s in self.cfgs)
     idx = 0
     for i, stage in enumerate(self.cfgs):
       for j, (k, exp, c, se, s) in enumerate(stage):
+        dilation, dilate = plan.downsample(s)
         x = GhostBottleneck(make_divisible(exp * self.width, 4), make_divisible(c * self.width, 4),
                             k, s, se, drop_path_rate=self.drop_path_rate * idx / n_blocks,
-                            se_divisor=self.se_divisor, name=f'blocks_{i}_{j}',
-                            **self.block_options(idx), **kw)(x, train)
+                            se_divisor=self.se_divisor, dilation=dilation, dilate=dilate,
+                            name=f'blocks_{i}_{j}', **self.block_options(idx), **kw)(x, train)
+        plan.record(x)
         idx += 1
-    x = ConvBN(self.final_chs(), 1, act='relu', name=f'blocks_{len(self.cfgs)}_0', **kw)(x, train)
+    x = plan.record(ConvBN(self.final_chs(), 1, act='relu', name=f'blocks_{len(self.cfgs)}_0',
+                           **kw)(x, train))
+    if features_only:
+      return plan.features()
     x = global_avg_pool(x)
     x = get_act(self.act)(nn.Dense(self.head_chs, dtype=self.dtype, name='conv_head')(x))
     if self.num_classes <= 0:

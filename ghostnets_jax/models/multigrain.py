@@ -21,15 +21,18 @@ import jax.numpy as jnp
 from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, register_torch_rules
 from ghostnets_jax.layers import GeM, check_images, l2_normalize
 from ghostnets_jax.models import resnet  # noqa: F401  (the default trunk and its torch rules)
-from ghostnets_jax.registry import create_model, register_model
+from ghostnets_jax.models.backbone import Backbone
+from ghostnets_jax.registry import get_spec, register_model
 
 
-class MultiGrain(nn.Module):
+class MultiGrain(Backbone):
   """Trunk -> GeM -> (embedding, classifier).
 
   ``apply(v, x)`` gives the logits, ``apply(v, x, method='embed')`` the L2-normalised
   embeddings and ``apply(v, x, method='outputs')`` a dict with ``logits``, ``embedding`` (GeM
-  output, float32) and ``normalized_embedding`` from one forward pass (use it to train).
+  output, float32) and ``normalized_embedding`` from one forward pass (use it to train);
+  ``method='features'`` the trunk's multi-scale maps (``feature_strides`` and ``output_stride``
+  are passed to the trunk; a dilated trunk also feeds the embedding).
 
   Attributes:
     backbone: registered trunk; it is built with ``num_classes=0, global_pool=''`` and must
@@ -50,9 +53,12 @@ class MultiGrain(nn.Module):
 
   def setup(self) -> None:
     try:
-      self.features = create_model(self.backbone, num_classes=0, global_pool='',
-                                   in_chans=self.in_chans, deploy=self.deploy, dtype=self.dtype)
-    except ValueError as e:
+      # held as ``trunk``, stored as ``features`` (the official checkpoints' name)
+      self.trunk = get_spec(self.backbone).builder(
+          num_classes=0, global_pool='', in_chans=self.in_chans, deploy=self.deploy,
+          dtype=self.dtype, feature_strides=self.feature_strides, output_stride=self.output_stride,
+          name='features')
+    except (TypeError, ValueError) as e:
       raise ValueError(f"MultiGrain backbone {self.backbone!r} cannot serve as a trunk: it must "
                        f"be a registered model that takes global_pool='' (return the feature "
                        f"map), e.g. 'resnet50'. ({e})") from e
@@ -62,7 +68,7 @@ class MultiGrain(nn.Module):
 
   def _embedding(self, x: jax.Array, train: bool) -> jax.Array:
     check_images(x, self.in_chans, type(self).__name__)
-    return self.pool(self.features(x, train))
+    return self.pool(self.trunk(x, train))
 
   def _logits(self, embedding: jax.Array, train: bool) -> jax.Array:
     h = self.dropout(embedding, deterministic=not train)
@@ -74,6 +80,10 @@ class MultiGrain(nn.Module):
     if self.num_classes > 0:
       out['logits'] = self._logits(emb, train)
     return out
+
+  def features(self, x: jax.Array, train: bool = False) -> dict[int, jax.Array]:
+    check_images(x, self.in_chans, type(self).__name__)
+    return self.trunk.features(x, train)
 
   def embed(self, x: jax.Array, train: bool = False) -> jax.Array:
     return l2_normalize(self._embedding(x, train))

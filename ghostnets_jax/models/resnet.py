@@ -8,8 +8,11 @@ Reference: torchvision ``resnet50`` / ``resnet101`` (same parameter names after 
 
 :class:`ResNet` is stem -> four stages of :class:`~ghostnets_jax.layers.Bottleneck` -> head. Any
 stage may instead be a G-Ghost stage (``ghost_stages``, see ``models/g_ghostnet.py``). The head
-is ``forward_head`` (global average pool -> dropout -> ``fc``): families with another pooling
-or head (MultiGrain's GeM) subclass and override it; ``num_classes=0`` returns pooled features.
+is ``forward_head`` (global average pool -> dropout -> ``fc``); ``num_classes=0`` returns pooled
+features, ``global_pool=''`` the last feature map (a trunk for MultiGrain's GeM). As a
+:class:`~ghostnets_jax.models.backbone.Backbone`, ``method='features'`` gives the stem conv
+(level 2) and the ends of the four stages (4, 8, 16, 32; RegNetX: no max pool, its first stage
+strides).
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ import jax.numpy as jnp
 from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.layers import (RESNET_BLOCK, BlockSpec, ConvBN, GGhostStage, check_images,
                                   global_avg_pool, max_pool_3x3_s2)
+from ghostnets_jax.models.backbone import Backbone
 from ghostnets_jax.registry import register_model
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
   """ResNet-style classifier on NHWC images.
 
   Attributes:
@@ -59,23 +63,6 @@ class ResNet(nn.Module):
   deploy: bool = False
   dtype: Any = None
 
-  def forward_features(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Stem and stages: the last feature map (stride 32)."""
-    kw = dict(deploy=self.deploy, dtype=self.dtype)
-    if self.dtype is not None:
-      x = x.astype(self.dtype)
-    x = ConvBN(self.stem_width, self.stem_kernel, 2, act='relu', name='stem', **kw)(x, train)
-    if self.stem_pool:
-      x = max_pool_3x3_s2(x)
-    for i, (depth, width, stride) in enumerate(zip(self.depths, self.widths, self.strides)):
-      if i in self.ghost_stages:
-        x = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, self.cheap_op,
-                        self.slice_free, name=f'layer{i + 1}', **kw)(x, train)
-        continue
-      for k in range(depth):
-        x = self.block(width, stride if k == 0 else 1, name=f'layer{i + 1}_{k}', **kw)(x, train)
-    return x
-
   def forward_head(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Global average pool -> dropout -> ``fc`` (float32 logits); the feature map if no pooling."""
     if not self.global_pool:
@@ -87,14 +74,40 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def forward(self, x: jax.Array, train: bool = False, features_only: bool = False) -> Any:
+    """Stem and stages, then ``forward_head`` (or the ``{stride: map}`` features)."""
     check_images(x, self.in_chans, type(self).__name__)
     if self.global_pool not in ('avg', ''):
       raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {self.global_pool!r}.")
     if len({len(self.depths), len(self.widths), len(self.strides)}) != 1:
       raise ValueError(f'depths {tuple(self.depths)}, widths {tuple(self.widths)} and strides '
                        f'{tuple(self.strides)} must have one entry per stage.')
-    return self.forward_head(self.forward_features(x, train), train)
+    plan = self.stride_plan()
+    kw = dict(deploy=self.deploy, dtype=self.dtype)
+    if self.dtype is not None:
+      x = x.astype(self.dtype)
+    plan.downsample(2)  # stem and max pool never dilate (output_stride >= 8)
+    x = plan.record(ConvBN(self.stem_width, self.stem_kernel, 2, act='relu', name='stem', **kw)(
+        x, train))
+    if self.stem_pool:
+      plan.downsample(2)
+      x = plan.record(max_pool_3x3_s2(x))
+    for i, (depth, width, stride) in enumerate(zip(self.depths, self.widths, self.strides)):
+      if i in self.ghost_stages:
+        dilation, dilate = plan.downsample(stride)
+        x = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, self.cheap_op,
+                        self.slice_free, dilation=dilation, dilate=dilate, name=f'layer{i + 1}',
+                        **kw)(x, train)
+      else:
+        for k in range(depth):
+          s = stride if k == 0 else 1
+          dilation, dilate = plan.downsample(s)
+          x = self.block(width, s, dilation=dilation, dilate=dilate, name=f'layer{i + 1}_{k}',
+                         **kw)(x, train)
+      plan.record(x)
+    if features_only:
+      return plan.features()
+    return self.forward_head(x, train)
 
 
 # torchvision Bottleneck names; the official G-Ghost code uses the same for its blocks.
