@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ghostnets_jax.layers.conv import depthwise_impl
+
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
 OUTPUT_STRIDES = (8, 16, 32)
 
@@ -124,10 +126,15 @@ class Backbone(nn.Module):
     return self.forward(x, train, features_only=True)
 
 
-def feature_shapes(model: nn.Module, input_size: int, batch: int = 1) -> dict[int, tuple[int, ...]]:
-  """Shapes of ``model``'s features for a ``batch x input_size x input_size`` input (no compute)."""
+def abstract_features(model: nn.Module, input_size: int, batch: int = 1) -> tuple[dict, dict]:
+  """``(features, variables)`` of ``model.features`` on a square input, as shapes (no compute)."""
   x = jax.ShapeDtypeStruct((batch, input_size, input_size, model.in_chans), jnp.float32)
   init = functools.partial(model.init_with_output, method='features', train=False)
-  out, _ = jax.eval_shape(init, jax.random.PRNGKey(0), x)
-  return {s: tuple(v.shape) for s, v in out.items()}
+  with depthwise_impl('native'):  # shapes only: one op per depthwise conv traces faster
+    return jax.eval_shape(init, jax.random.PRNGKey(0), x)
+
+
+def feature_shapes(model: nn.Module, input_size: int, batch: int = 1) -> dict[int, tuple[int, ...]]:
+  """``{stride: shape}`` of ``model``'s features for a ``batch x input_size x input_size`` input."""
+  return {s: tuple(v.shape) for s, v in abstract_features(model, input_size, batch)[0].items()}
 
