@@ -76,7 +76,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
   for i, row in enumerate(neighbours):
     hits = ', '.join(f'{os.path.basename(gallery_names[j])} ({scores[i, j]:.3f})' for j in row)
     print(f'  {os.path.basename(query_names[i])}: {hits}')
-  result = {'gallery': g, 'queries': q, 'neighbours': neighbours, 'source': source}
+  result = {'gallery_embeddings': g, 'query_embeddings': q, 'neighbours': neighbours, 'source': source}
   if source is not None:
     result.update(copy_detection(q, g, source))
     print(f'  copy detection: recall@1 {result["recall@1"]:.3f}, mAP {result["mAP"]:.3f}')

@@ -83,10 +83,10 @@ def test_extract_features_from_checkpoint_files(tmp_path):
 def test_multigrain_embeddings_find_the_copies_and_neighbours(tmp_path, capsys):
   emb = _example('multigrain_embeddings')
   demo = emb.main(['--size', str(SMALL), '--demo-size', '6', '--batch', '4'])
-  np.testing.assert_allclose(np.linalg.norm(demo['gallery'], axis=1), 1.0, atol=1e-5)
-  assert demo['gallery'].shape == (6, 2048) and demo['queries'].shape == (3, 2048)
+  np.testing.assert_allclose(np.linalg.norm(demo['gallery_embeddings'], axis=1), 1.0, atol=1e-5)
+  assert demo['gallery_embeddings'].shape == (6, 2048) and demo['query_embeddings'].shape == (3, 2048)
   np.testing.assert_array_equal(demo['neighbours'][:, 0], demo['source'])  # each copy finds its original
-  assert demo['recall@1'] == 1.0 and demo['mAP'] == 1.0
+  assert demo['recall@1'] == 1.0 and demo['mAP'] == 1.0 and demo['queries'] == 3
   folder = _image_folder(tmp_path / 'gallery', 3)
   res = emb.main(['--size', str(SMALL), '--batch', '4', '--gallery', str(folder), '--topk', '5'])
   assert res['neighbours'].shape == (3, 2)  # leave-one-out: the two others
