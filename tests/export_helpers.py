@@ -1,6 +1,7 @@
 """Cached exports shared by the export tests (keep users of one model in one xdist group)."""
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import re
@@ -16,21 +17,24 @@ from tests.helpers import SMALL, jitted_apply, model_and_variables
 
 # Models the MindSpore route is tested on, as they get registered.
 MINDSPORE_MODELS = ('ghostnet_100', 'ghostnetv2_100', 'repghostnet_100', 'g_ghost_regnetx_032')
+# Models exported at every width (re-parameterization differs per width), as they get registered.
+ALL_WIDTHS = ('repghostnet_*',)
 
 
 def export_cases() -> list[str]:
-  """One model per architecture (family and name stem, widths dropped); all with GHOSTNETS_EXPORT_ALL=1."""
+  """One model per architecture (family and name stem, widths dropped) plus every :data:`ALL_WIDTHS`
+  model; every registered model with GHOSTNETS_EXPORT_ALL=1."""
   names = gj.list_models()
   if os.environ.get('GHOSTNETS_EXPORT_ALL'):
     return names
-  picked: dict[tuple[str, str], str] = {}
+  picked: dict = {n: n for n in names if any(fnmatch.fnmatch(n, p) for p in ALL_WIDTHS)}
   for name in names:
     key = (gj.get_spec(name).family, re.sub(r'_\d+(x\d+)?$', '', name))
     current = picked.get(key)
     # prefer the 1.0-width variant (``_100``), else the first name
     if current is None or (name.endswith('_100') and not current.endswith('_100')):
       picked[key] = name
-  return sorted(picked.values())
+  return sorted(set(picked.values()))
 
 
 def mindspore_cases() -> list[str]:
