@@ -84,3 +84,29 @@ def graph(nodes, x_shape, y_shape=None, inits=(), opset: int = 23) -> onnx.Model
 
 def images(*shape, seed: int = 0) -> np.ndarray:
   return np.random.RandomState(seed).randn(*shape).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def lowered_op_counts(name: str) -> dict[str, int]:
+  """Primitive counts of the deploy model traced under ``export_lowering`` (what the ONNX graph
+  should mirror): grouped convolutions and channel slices the architecture itself has."""
+  import jax
+  import jax.numpy as jnp
+  from ghostnets_jax.layers import export_lowering
+  model, variables = model_and_variables(name)
+  model, variables = gj.reparameterize(model, variables)
+  with export_lowering():
+    jaxpr = jax.make_jaxpr(lambda x: model.apply(variables, x, train=False))(
+        jnp.zeros((1, SMALL, SMALL, model.in_chans)))
+  counts = {'grouped_conv': 0, 'slice': 0}
+
+  def walk(jx):
+    for eqn in jx.eqns:
+      if eqn.primitive.name == 'conv_general_dilated' and eqn.params['feature_group_count'] > 1:
+        counts['grouped_conv'] += 1
+      if eqn.primitive.name in ('slice', 'dynamic_slice'):
+        counts['slice'] += 1
+      for sub in jax.core.jaxprs_in_params(eqn.params):
+        walk(sub)
+  walk(jaxpr.jaxpr)
+  return counts

@@ -8,8 +8,8 @@ import pytest
 from ghostnets_jax.export import ExportError, verify_onnx
 from ghostnets_jax.export.onnx import compare
 from ghostnets_jax.export.rewrites import attributes, op_types
-from ghostnets_jax.layers import avg_pool_2x2, export_lowering, nearest_resize
-from tests.export_helpers import export_cases, exported, jax_logits
+from ghostnets_jax.layers import avg_pool_2x2, export_lowering, max_pool_3x3_s2, nearest_resize
+from tests.export_helpers import export_cases, exported, jax_logits, lowered_op_counts
 from tests.helpers import SMALL
 
 
@@ -26,8 +26,11 @@ def test_onnx_export_matches_jax(name):
   ops = op_types(proto)
   # native depthwise: grouped Conv nodes, not shift-and-add slices; layout transposes cancelled;
   # the deploy form has no BatchNormalization; no shape arithmetic on the batch
-  assert any(attributes(n).get('group', 1) > 1 for n in proto.graph.node if n.op_type == 'Conv')
-  assert 'Slice' not in ops and 'BatchNormalization' not in ops
+  # (grouped convs and channel slices: as many as the model's own lowered jaxpr has)
+  expected = lowered_op_counts(name)
+  grouped = sum(attributes(n).get('group', 1) > 1 for n in proto.graph.node if n.op_type == 'Conv')
+  assert grouped == expected['grouped_conv']
+  assert ops.get('Slice', 0) <= expected['slice'] and 'BatchNormalization' not in ops
   assert ops.get('Transpose', 0) <= 2 and not {'Shape', 'Expand', 'ConstantOfShape'} & set(ops)
   assert all(n.domain in ('', 'ai.onnx') for n in proto.graph.node)
   meta = {p.key: p.value for p in proto.metadata_props}
@@ -65,8 +68,9 @@ def test_compare_rejects_shape_and_nan():
 def test_export_lowering_computes_the_same(hw, size):
   x = jnp.asarray(np.random.RandomState(0).randn(2, *hw, 3).astype(np.float32))
   with export_lowering():
-    pooled, resized = avg_pool_2x2(x), nearest_resize(x, size)
+    pooled, resized, maxed = avg_pool_2x2(x), nearest_resize(x, size), max_pool_3x3_s2(x)
   np.testing.assert_allclose(np.asarray(pooled), np.asarray(avg_pool_2x2(x)), atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(maxed), np.asarray(max_pool_3x3_s2(x)))
   np.testing.assert_array_equal(np.asarray(resized), np.asarray(nearest_resize(x, size)))
   jaxpr = str(jax.make_jaxpr(lambda x: nearest_resize(x, size))(x))
   with export_lowering():

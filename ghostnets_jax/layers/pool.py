@@ -50,6 +50,12 @@ def nearest_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
-  """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max."""
+  """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max.
+
+  Under :func:`~ghostnets_jax.layers.export_lowering` an explicit ``-inf`` pad and a VALID flax
+  ``max_pool`` (``Pad`` + ``MaxPool`` in ONNX: jax2onnx drops a padded max pool's padding)."""
+  if exporting():
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='VALID')
   return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                            ((0, 0), (1, 1), (1, 1), (0, 0)))
