@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ghostnets_jax.convert.rules import get_torch_rules, strip_prefix
+from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
 from ghostnets_jax.registry import create_model, get_spec
 from ghostnets_jax.reparam import fuse, fuse_variables
 
@@ -74,14 +74,15 @@ def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
   return out
 
 
-def normalize_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def normalize_state_dict(name: str, state_dict: Mapping[str, Any],
+                         rules: Optional[TorchRules] = None) -> dict[str, np.ndarray]:
   """Unwraps ``{'state_dict': ...}``-style checkpoints, strips DDP prefixes, applies the family filter."""
   for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model', 'net'):
     if key in state_dict and isinstance(state_dict[key], Mapping):
       state_dict = state_dict[key]
       break
   sd = strip_prefix(state_dict)
-  rules = get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(get_spec(name).family)
   if rules.filter is not None:
     sd = rules.filter(sd)
   return {k: v for k, v in sd.items() if not rules.ignored(k)}
@@ -137,9 +138,16 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
     num_classes: classifier size; inferred from the checkpoint's head when omitted.
     overrides: other module fields the model must be built with.
   """
+  return convert_state_dict(name, state_dict, get_torch_rules(get_spec(name).family), deploy=deploy,
+                            num_classes=num_classes, **overrides)
+
+
+def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRules, *,
+                       deploy: bool = False, num_classes: Optional[int] = None,
+                       **overrides: Any) -> dict:
+  """The engine of :func:`from_torch` for any naming ``rules`` (PyTorch-layout tensors)."""
   spec = get_spec(name)
-  rules = get_torch_rules(spec.family)
-  sd = {k: _to_numpy(v) for k, v in normalize_state_dict(name, state_dict).items()}
+  sd = {k: _to_numpy(v) for k, v in normalize_state_dict(name, state_dict, rules).items()}
   if num_classes is None:
     head = sd.get(rules.head_key) if rules.head_key else None
     num_classes = int(head.shape[0]) if head is not None else 1000
@@ -166,13 +174,14 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
   raise CheckpointMismatchError('\n'.join(lines))
 
 
-def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False) -> dict[str, np.ndarray]:
+def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
+             rules: Optional[TorchRules] = None) -> dict[str, np.ndarray]:
   """The inverse of :func:`from_torch`: numpy arrays keyed by PyTorch state-dict names.
 
   1x1 convolutions that we hold as ``Dense`` come back as 2-D weights; load with
   ``strict=False`` or reshape where the PyTorch model wants 4-D.
   """
-  rules = get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(get_spec(name).family)
   return {rules.key(path, deploy): np.ascontiguousarray(_flax_to_torch(np.asarray(v)))
           for path, v in _flatten(variables).items()}
 

@@ -1,10 +1,13 @@
 """Pooling and resizing with PyTorch semantics."""
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from ghostnets_jax.layers.lowering import exporting
 
 
 def global_avg_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
@@ -13,18 +16,32 @@ def global_avg_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:
-  """``F.avg_pool2d(x, 2, 2)``: floors odd sizes (drops the last row/column)."""
+  """``F.avg_pool2d(x, 2, 2)``: floors odd sizes (drops the last row/column).
+
+  Under :func:`~ghostnets_jax.layers.export_lowering` a VALID 2x2 ``reduce_window`` (one
+  ``AveragePool`` node in ONNX); otherwise a reshape and mean (same numbers).
+  """
+  if exporting():
+    return nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
   n, h, w, c = x.shape
   x = x[:, :h // 2 * 2, :w // 2 * 2]
   return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
 
 def nearest_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """``F.interpolate(x, size, mode='nearest')``: source index ``floor(i * in / out)``."""
+  """``F.interpolate(x, size, mode='nearest')``: source index ``floor(i * in / out)``.
+
+  Integer factors repeat rows and columns; under :func:`~ghostnets_jax.layers.export_lowering`
+  every size is a gather with constant indices (a ``Gather`` node per axis in ONNX, with no
+  shape arithmetic on the dynamic batch and no layout transposes left around it).
+  """
   n, h, w, c = x.shape
   oh, ow = size
   if (oh, ow) == (h, w):
     return x
+  if exporting():  # gathers on NCHW axes, so the exporter's layout transposes cancel
+    x = jnp.take(x.transpose(0, 3, 1, 2), (np.arange(oh) * h) // oh, axis=2)
+    return jnp.take(x, (np.arange(ow) * w) // ow, axis=3).transpose(0, 2, 3, 1)
   if oh % h == 0 and ow % w == 0:
     return jnp.repeat(jnp.repeat(x, oh // h, axis=1), ow // w, axis=2)
   ih = (np.arange(oh) * h) // oh
@@ -33,6 +50,12 @@ def nearest_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
-  """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max."""
+  """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max.
+
+  Under :func:`~ghostnets_jax.layers.export_lowering` an explicit ``-inf`` pad and a VALID flax
+  ``max_pool`` (``Pad`` + ``MaxPool`` in ONNX: jax2onnx drops a padded max pool's padding)."""
+  if exporting():
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+    return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='VALID')
   return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                            ((0, 0), (1, 1), (1, 1), (0, 0)))

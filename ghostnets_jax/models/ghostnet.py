@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ghostnets_jax.convert.mindspore import register_mindspore_rules
 from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
 from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, RepConvBN,
                                   RepGhostModule, SqueezeExcite, check_images, get_act,
@@ -228,6 +229,25 @@ GHOSTNET_TORCH_RULES = register_torch_rules('ghostnet', TorchRules(rules=ghost_b
     (r'short_conv\.short_conv_(\d)\.(conv|bn)\.',
      lambda m: f'short_conv.{2 * int(m.group(1)) + (m.group(2) == "bn")}.'),
 ), filter=_official_v3_names))
+
+
+def _zoo_block_index(m) -> str:
+  """``blocks_{stage}_{j}`` -> the flat index of the zoo's ``blocks`` SequentialCell."""
+  offsets = [0]
+  for stage in GHOSTNET_CFGS:
+    offsets.append(offsets[-1] + len(stage))
+  return f'{m.group(1)}blocks.{offsets[int(m.group(2))] + int(m.group(3))}.'
+
+
+# MindSpore model zoo (mindspore-ai/models, research/cv/ghostnet/src/ghostnet.py, "1x"): a flat
+# ``blocks`` list (16 bottlenecks + the final ConvUnit), ConvUnit = ``conv`` + ``bn``, ``dw`` for
+# the strided depthwise conv, ``shortcut.0/1``, stem ``conv_stem`` + ``bn1``, 1x1-conv ``conv_head``.
+# Its channel rounding (ceil to 4) equals ours only at width 1.0, so the rules are for ghostnet_100.
+GHOSTNET_MINDSPORE_ZOO_RULES = register_mindspore_rules('ghostnet_100', TorchRules(rules=[
+    (r'(^|\.)blocks_(\d+)_(\d+)\.', _zoo_block_index),
+    (r'^conv_stem\.conv\.', 'conv_stem.'), (r'^conv_stem\.bn\.', 'bn1.'),
+    (r'\.conv_dw\.', '.dw.'), (r'\.shortcut_dw\.', '.shortcut.0.'), (r'\.shortcut_pw\.', '.shortcut.1.'),
+]))
 
 
 def _create(width: float, version: str = 'v1', **kwargs: Any) -> GhostNet:

@@ -1,0 +1,33 @@
+"""Trace-time lowering for export: standard ONNX-friendly primitives instead of fast CPU kernels.
+
+Some layers compute the same numbers in two ways: one fast for training (shift-and-add depthwise
+convolutions on CPU, reshape-mean pooling, repeat-based upsampling) and one that exporters map
+to single standard operators (grouped ``Conv``, ``AveragePool``, ``Gather`` with constant
+indices). :func:`export_lowering` selects the second while a function is traced; it is read at
+trace time, like :func:`~ghostnets_jax.layers.depthwise_impl`.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
+
+from ghostnets_jax.layers.conv import depthwise_impl
+
+_exporting = contextvars.ContextVar('ghostnets_jax_export_lowering', default=False)
+
+
+@contextlib.contextmanager
+def export_lowering() -> Iterator[None]:
+  """Traces layers with export-friendly primitives (native depthwise conv included)."""
+  token = _exporting.set(True)
+  try:
+    with depthwise_impl('native'):
+      yield
+  finally:
+    _exporting.reset(token)
+
+
+def exporting() -> bool:
+  """True while tracing inside :func:`export_lowering`."""
+  return _exporting.get()
