@@ -7,6 +7,14 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(ROOT / '.cache' / 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+# Triton's LLVM (loaded by torch._dynamo, e.g. through timm or torch.optim) segfaults when it is
+# loaded after TensorFlow (the input-pipeline tests import it); loaded first, both work. Test
+# workers run both kinds of tests, so load it before anything else.
+try:
+  import triton._C.libtriton  # noqa: E402,F401
+except ImportError:
+  pass
+
 import jax  # noqa: E402
 
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])

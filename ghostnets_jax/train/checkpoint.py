@@ -19,6 +19,11 @@ from ghostnets_jax.train.state import TrainState
 BEST_METRIC = 'top1'
 
 
+def _metric(metrics: dict) -> float:
+  """The ranking metric; checkpoints saved without an eval (metrics ``{}``) rank last."""
+  return float(metrics.get(BEST_METRIC, float('-inf')))
+
+
 def _abstract(target: Any, shardings: Any) -> Any:
   return jax.tree_util.tree_map(
       lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), target, shardings)
@@ -32,11 +37,11 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     policies = [ocm.LatestN(n=keep)]
     if keep_best:
-      policies.append(ocm.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False,
-                                n=keep_best, keep_checkpoints_without_metrics=False))
+      policies.append(ocm.BestN(get_metric_fn=_metric, reverse=False, n=keep_best,
+                                keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=ocm.AnyPreservationPolicy(policies),
-        best_fn=lambda m: m[BEST_METRIC], best_mode='max',
+        best_fn=_metric, best_mode='max',
         enable_async_checkpointing=async_save, read_only=read_only,
         create=not read_only)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
@@ -46,7 +51,7 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def best_step(self) -> Optional[int]:
-    steps = [s for s in self.manager.all_steps() if self._metrics(s) is not None]
+    steps = [s for s in self.manager.all_steps() if BEST_METRIC in (self._metrics(s) or {})]
     return max(steps, key=lambda s: self._metrics(s)[BEST_METRIC]) if steps else None
 
   def _metrics(self, step: int) -> Optional[dict]:
@@ -62,7 +67,7 @@ class Checkpointer:
            metrics: Optional[dict[str, float]] = None, force: bool = True) -> bool:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(data_state))
-    return self.manager.save(step, args=args, metrics=metrics, force=force)
+    return self.manager.save(step, args=args, metrics=metrics or {}, force=force)
 
   def resolve(self, which: Union[str, int]) -> int:
     """'latest', 'best' or a step number -> an existing step (clear error otherwise)."""

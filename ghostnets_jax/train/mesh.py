@@ -23,13 +23,13 @@ AXES = ('data', 'fsdp')
 def initialize_distributed(config: ml_collections.ConfigDict) -> None:
   """``jax.distributed.initialize`` when ``config.distributed.initialize`` says so.
 
-  'auto': on TPU pods and under SLURM / Open MPI / JAX_COORDINATOR_ADDRESS (JAX detects the
-  cluster); True: always (with the coordinator/process flags of ``config.distributed``); False:
-  single process.
+  None (auto): on TPU pods and under SLURM / Open MPI / JAX_COORDINATOR_ADDRESS (JAX detects
+  the cluster); True: always (with the coordinator/process flags of ``config.distributed``);
+  False: single process.
   """
   d = config.distributed
   mode = d.initialize
-  if mode == 'auto':
+  if mode is None:
     env = ('SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE', 'JAX_COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
            'MEGASCALE_COORDINATOR_ADDRESS')
     mode = bool(d.coordinator_address) or any(os.environ.get(k) for k in env)
