@@ -4,6 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# One intra-op thread: pytest runs one worker per core, and two OpenMP threads per worker on a
+# loaded 2-core machine made small (grouped-conv) forwards 100x slower (3 s instead of 30 ms).
+torch.set_num_threads(1)
+
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
   """Random BN affine params and running stats, so BN conversion/folding is really exercised."""
@@ -15,6 +19,17 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         m.running_var.uniform_(0.5, 2.0, generator=g)
         m.weight.uniform_(0.5, 1.5, generator=g)
         m.bias.normal_(0, 0.2, generator=g)
+  return model
+
+
+def damp_residual_bns(model: torch.nn.Module, suffixes=('bn3', 'f.c.1'), factor: float = 0.2) -> torch.nn.Module:
+  """Scales the last BN of each residual branch: deep ResNets with random BN statistics otherwise
+  grow logits to ~1e4, where float32 rounding hides real mismatches behind a large absolute error."""
+  with torch.no_grad():
+    for name, m in model.named_modules():
+      if name.endswith(tuple(suffixes)) and isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        m.weight.mul_(factor)
+        m.bias.mul_(factor)
   return model
 
 

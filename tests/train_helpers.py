@@ -34,7 +34,7 @@ def _locked(path: pathlib.Path):
 
 def embedded_data_dir() -> str:
   """TFDS data_dir holding the prepared ``fashion_mnist_embedded`` (built once, ~10 s)."""
-  from ghostnets_jax.data import prepare
+  from ghostnets_jax.data.datasets import prepare
   with _locked(TFDS_DIR / '.lock'):
     prepare('fashion_mnist_embedded', str(TFDS_DIR))
   return str(TFDS_DIR)

@@ -1,9 +1,5 @@
-"""Input pipeline: TFDS record sources, preprocessing ops, samplers, train/eval iterators."""
-from ghostnets_jax.data.datasets import DatasetNotFoundError, Source, open_source, prepare
-from ghostnets_jax.data.pipeline import (Position, ShuffleSampler, TrainIterator, eval_dataset,
-                                         make_sampler, register_sampler)
-from ghostnets_jax.data.preprocess import compose, eval_spec, register_op, train_spec
-
-__all__ = ['DatasetNotFoundError', 'Position', 'ShuffleSampler', 'Source', 'TrainIterator',
-           'compose', 'eval_dataset', 'eval_spec', 'make_sampler', 'open_source', 'prepare',
-           'register_op', 'register_sampler', 'train_spec']
+"""Input pipeline: TFDS record sources (`datasets`, `demo_dataset`), preprocessing ops
+(`preprocess`), samplers and train/eval iterators (`pipeline`), host-side augmentation (`augment`,
+TensorFlow ops for tf.data), on-device mixing (`mixup`, pure JAX) and repeated-augmentation batches
+(`sampler`). Import the submodules directly; this package imports nothing, so that
+`import ghostnets_jax.data.mixup` does not pull in TensorFlow."""

@@ -1,15 +1,21 @@
 """Reusable blocks shared by the model families."""
 from ghostnets_jax.layers.activations import get_act, hard_sigmoid, hard_swish, make_divisible
+from ghostnets_jax.layers.bottleneck import RESNET_BLOCK, BlockSpec, Bottleneck
 from ghostnets_jax.layers.checks import check_images
 from ghostnets_jax.layers.conv import Conv2d, depthwise_conv2d, depthwise_impl, torch_padding
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.drop import DropPath
-from ghostnets_jax.layers.ghost import DFCAttention, GhostModule, GhostModuleV2
+from ghostnets_jax.layers.g_ghost import CHEAP_OPS, GGhostStage, g_ghost_channels
+from ghostnets_jax.layers.gem import GeM, gem_pool, l2_normalize
+from ghostnets_jax.layers.ghost import DFCAttention, GhostModule, GhostModuleV2, RepGhostModule
 from ghostnets_jax.layers.norm import BatchNorm, batch_norm_groups
-from ghostnets_jax.layers.pool import avg_pool_2x2, global_avg_pool, nearest_resize
+from ghostnets_jax.layers.pool import avg_pool_2x2, global_avg_pool, max_pool_3x3_s2, nearest_resize
+from ghostnets_jax.layers.rep_conv import RepConvBN
 from ghostnets_jax.layers.squeeze_excite import SqueezeExcite
 
-__all__ = ['BatchNorm', 'batch_norm_groups', 'Conv2d', 'ConvBN', 'DFCAttention', 'DropPath', 'GhostModule',
-           'GhostModuleV2', 'SqueezeExcite', 'avg_pool_2x2', 'check_images', 'depthwise_conv2d',
-           'depthwise_impl', 'get_act', 'global_avg_pool', 'hard_sigmoid', 'hard_swish',
-           'make_divisible', 'nearest_resize', 'torch_padding']
+__all__ = ['BatchNorm', 'BlockSpec', 'Bottleneck', 'CHEAP_OPS', 'Conv2d', 'ConvBN', 'DFCAttention',
+           'DropPath', 'GeM', 'GGhostStage', 'GhostModule', 'GhostModuleV2', 'RESNET_BLOCK',
+           'RepConvBN', 'RepGhostModule', 'SqueezeExcite', 'avg_pool_2x2', 'batch_norm_groups',
+           'check_images', 'depthwise_conv2d', 'depthwise_impl', 'g_ghost_channels', 'gem_pool',
+           'get_act', 'global_avg_pool', 'hard_sigmoid', 'hard_swish', 'l2_normalize',
+           'make_divisible', 'max_pool_3x3_s2', 'nearest_resize', 'torch_padding']

@@ -4,6 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 
 def global_avg_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
@@ -29,3 +30,9 @@ def nearest_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
   ih = (np.arange(oh) * h) // oh
   iw = (np.arange(ow) * w) // ow
   return x[:, ih][:, :, iw]
+
+
+def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max."""
+  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                           ((0, 0), (1, 1), (1, 1), (0, 0)))

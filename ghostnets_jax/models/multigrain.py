@@ -1,0 +1,103 @@
+"""MultiGrain: one embedding for classes and instances (classification + retrieval).
+
+Paper: MultiGrain: a unified image embedding for classes and instances (Berman et al., 2019),
+arXiv:1902.05509. Official code: https://github.com/facebookresearch/multigrain.
+
+A classification trunk whose global pooling is GeM (exponent ``p``, 3 by default, fixed or
+learned); the pooled vector is both the classifier's input and, L2-normalised, the retrieval
+embedding. Training mixes cross-entropy and a margin loss on repeated augmentations
+(``ghostnets_jax.losses.multigrain_loss``, ``ghostnets_jax.data.sampler``). Parameter names follow
+the official checkpoints: ``features.<torchvision trunk>``, ``pool.p``, ``classifier``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, register_torch_rules
+from ghostnets_jax.layers import GeM, check_images, l2_normalize
+from ghostnets_jax.models import resnet  # noqa: F401  (the default trunk and its torch rules)
+from ghostnets_jax.registry import create_model, register_model
+
+
+class MultiGrain(nn.Module):
+  """Trunk -> GeM -> (embedding, classifier).
+
+  ``apply(v, x)`` gives the logits, ``apply(v, x, method='embed')`` the L2-normalised
+  embeddings and ``apply(v, x, method='outputs')`` a dict with ``logits``, ``embedding`` (GeM
+  output, float32) and ``normalized_embedding`` from one forward pass (use it to train).
+
+  Attributes:
+    backbone: registered trunk; it is built with ``num_classes=0, global_pool=''`` and must
+      return its final NHWC feature map then.
+    p, learn_p, gem_eps: GeM exponent, whether it is a parameter, input clamp.
+    num_classes: 0 makes ``__call__`` return the normalised embedding.
+    drop_rate: dropout before the classifier (0 in the paper).
+  """
+  backbone: str = 'resnet50'
+  num_classes: int = 1000
+  in_chans: int = 3
+  p: float = 3.0
+  learn_p: bool = False
+  gem_eps: float = 1e-6
+  drop_rate: float = 0.0
+  deploy: bool = False
+  dtype: Any = None
+
+  def setup(self) -> None:
+    try:
+      self.features = create_model(self.backbone, num_classes=0, global_pool='',
+                                   in_chans=self.in_chans, deploy=self.deploy, dtype=self.dtype)
+    except ValueError as e:
+      raise ValueError(f"MultiGrain backbone {self.backbone!r} cannot serve as a trunk: it must "
+                       f"be a registered model that takes global_pool='' (return the feature "
+                       f"map), e.g. 'resnet50'. ({e})") from e
+    self.pool = GeM(self.p, self.learn_p, self.gem_eps)
+    self.dropout = nn.Dropout(self.drop_rate)
+    self.classifier = nn.Dense(self.num_classes, dtype=self.dtype)
+
+  def _embedding(self, x: jax.Array, train: bool) -> jax.Array:
+    check_images(x, self.in_chans, type(self).__name__)
+    return self.pool(self.features(x, train))
+
+  def _logits(self, embedding: jax.Array, train: bool) -> jax.Array:
+    h = self.dropout(embedding, deterministic=not train)
+    return self.classifier(h).astype(jnp.float32)
+
+  def outputs(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
+    emb = self._embedding(x, train)
+    out = {'embedding': emb, 'normalized_embedding': l2_normalize(emb)}
+    if self.num_classes > 0:
+      out['logits'] = self._logits(emb, train)
+    return out
+
+  def embed(self, x: jax.Array, train: bool = False) -> jax.Array:
+    return l2_normalize(self._embedding(x, train))
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    emb = self._embedding(x, train)
+    return self._logits(emb, train) if self.num_classes > 0 else l2_normalize(emb)
+
+
+def _trunk_key(m: re.Match) -> str:
+  """``features.<flax trunk path>`` -> ``features.<torchvision key>`` with the ResNet family rules."""
+  name = m.group(1)
+  for pattern, repl in get_torch_rules('resnet').rules:
+    name = re.sub(pattern, repl, name)
+  return f'features.{name}'
+
+
+MULTIGRAIN_TORCH_RULES = register_torch_rules(
+    'multigrain', TorchRules(rules=[(r'^features\.(.*)$', _trunk_key)]))
+
+
+@register_model('multigrain', top1=77.4,
+                top1_source='official MultiGrain README (lambda 0.5, p 3, full augmentation, 224)',
+                paper='MultiGrain: a unified image embedding for classes and instances (2019)',
+                paper_url='https://arxiv.org/abs/1902.05509', interpolation='bilinear')
+def multigrain_resnet50(**kwargs: Any) -> MultiGrain:
+  return MultiGrain(backbone='resnet50', **kwargs)
