@@ -30,6 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.image_size = ml_collections.config_dict.placeholder(int)
   c.label_smoothing = 0.1
   c.loss = 'softmax_ce'             # registry in ghostnets_jax.train.step (register_loss)
+  c.loss_kwargs = ml_collections.ConfigDict()   # e.g. multigrain: lam, margin, label_smoothing
   c.log_every_steps = 100
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
 
@@ -49,9 +50,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aug.crop_ratio = (3 / 4, 4 / 3)
   c.aug.interpolation = 'bilinear'  # train resize
   c.aug.hflip = 0.5
-  c.aug.ops = ''                    # uint8 ops after crop/flip, e.g. 'randaugment(...)'
-  c.aug.post_ops = ''               # float ops after normalisation, e.g. 'random_erasing(...)'
-  c.aug.batch_transform = ''        # on-device, in the step: e.g. 'mixup' (register_batch_transform)
+  c.aug.auto_augment = ''           # timm --aa: 'rand-m9-mstd0.5' (RandAugment), 'original'/'v0' (AutoAugment)
+  c.aug.reprob = 0.0                # timm --reprob: random erasing probability (after normalisation)
+  c.aug.remode = 'pixel'            # timm --remode: const | rand | pixel
+  c.aug.recount = 1                 # timm --recount: at most this many boxes
+  c.aug.mixup_alpha = 0.0           # timm --mixup (on device, in the step; 0 = off)
+  c.aug.cutmix_alpha = 0.0          # timm --cutmix
+  c.aug.mixup_prob = 1.0            # timm --mixup-prob
+  c.aug.mixup_switch_prob = 0.5     # timm --mixup-switch-prob (CutMix vs Mixup when both on)
+  c.aug.mixup_mode = 'batch'        # timm --mixup-mode: batch | pair | elem
+  c.aug.ops = ''                    # more uint8 ops after crop/flip/auto_augment (register_op)
+  c.aug.post_ops = ''               # more float ops after normalisation / erasing
+  c.aug.batch_transform = ''        # another on-device transform (step.register_batch_transform)
   c.aug.batch_transform_kwargs = ml_collections.ConfigDict()
   c.aug.mean = ml_collections.config_dict.placeholder(tuple)
   c.aug.std = ml_collections.config_dict.placeholder(tuple)
@@ -84,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.ema = ml_collections.ConfigDict()
   c.ema.decay = 0.0                 # 0: off; EMA covers params AND batch_stats
+  c.ema.per_epoch = False           # True: ``decay`` is per epoch (per step: decay ** (1 / steps_per_epoch))
 
   c.distill = ml_collections.ConfigDict()
   c.distill.teacher = ''            # registry name of the teacher ('' = off)
@@ -143,13 +154,6 @@ def select(arg: str | None, models: tuple[str, ...], default: str) -> str:
   return arg
 
 
-def registered_or(name: str, fallback: str = 'ghostnet_050') -> str:
-  """``name`` if the registry has it, else ``fallback`` (demo variants of families whose models
-  land from other branches stay runnable meanwhile; the trainer logs the model it builds)."""
-  import ghostnets_jax
-  return name if name in ghostnets_jax.list_models() else fallback
-
-
 def demo(c: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   """Shrinks a recipe to the embedded Fashion-MNIST subset on a 2-core CPU (a few minutes)."""
   c.model = model
@@ -162,7 +166,8 @@ def demo(c: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   c.aug.eval_interpolation = 'bilinear'
   c.aug.mean = (0.286,) * 3         # Fashion-MNIST statistics
   c.aug.std = (0.353,) * 3
-  c.aug.ops = c.aug.post_ops = c.aug.batch_transform = ''
+  c.aug.ops = c.aug.post_ops = c.aug.batch_transform = c.aug.auto_augment = ''
+  c.aug.reprob = c.aug.mixup_alpha = c.aug.cutmix_alpha = 0.0
   c.batch_size = 128
   c.num_epochs = 6.0
   c.drop_rate = 0.1
@@ -176,7 +181,7 @@ def demo(c: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   c.schedule.warmup_epochs = 0.5
   c.schedule.warmup_init_lr = 0.01
   c.schedule.end_lr = 0.0
-  c.ema.decay = 0.0
+  c.ema.decay, c.ema.per_epoch = 0.0, False
   c.distill.teacher = ''
   c.log_every_steps = 20
   c.checkpoint.keep = 2

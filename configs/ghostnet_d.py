@@ -1,9 +1,9 @@
-"""GhostNets_D (GhostX stage on ResNet-101) and its baseline: ``configs/ghostnet_d.py``.
+"""GhostNets_D (ResNet-101 with GhostX stages, Ascend): ``configs/ghostnet_d.py``.
 
-Recipe: the seed 000 (``src/ghostnet_d.yml``, MindSpore / Ascend): SGD lr 0.001, momentum 0.9,
-weight decay 1e-4, CosineAnnealingLR T_max 120, 120 epochs, plain cross-entropy, mixup, batch 128
-(per the yml's dataset section; the device count is not given, so lr is stated for 128). Mixup
-plugs in as ``aug.batch_transform='mixup'`` once ghostnets_jax.data.mixup lands (issue 8).
+Recipe: configs/README.md, column "GhostNets_D" (seed 000, ``src/ghostnet_d.yml``): 120 epochs,
+batch 128, SGD momentum 0.9, lr 0.001 (as written in the yml; flagged there), cosine (T_max 120
+epochs), no warmup, weight decay 1e-4 on every parameter, plain cross-entropy, Mixup on (alpha
+not stated: 0.2, the Mixup paper's ImageNet value).
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def get_config(arg: str | None = None):
   c.optim.wd_exclude_1d = False   # MindSpore's SGD decays every parameter
   c.schedule.name = 'cosine'
   c.label_smoothing = 0.0
+  c.aug.mixup_alpha = 0.2
   if variant == 'demo':
-    c = default.demo(c, default.registered_or('ghostnet_d_101'))
+    c = default.demo(c, 'ghostnet_d_101')
     c.num_epochs = 2.0   # a ResNet-101-sized model: keep the CPU demo short
-    return c
   return c

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ghostnets_jax import data as data_lib, get_spec, list_models
+from ghostnets_jax import get_spec, list_models
+from ghostnets_jax.data import preprocess
 from ghostnets_jax.train import mesh as mesh_lib, optim, state as state_lib, trainer
 from ghostnets_jax.train import step as step_lib
 from ghostnets_jax.train.checkpoint import Checkpointer
@@ -201,22 +202,27 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
   if c.model not in list_models():
     pytest.skip(f'{c.model} is not registered yet (its family lands from another branch)')
   spec = get_spec(c.model)
-  data_lib.compose(data_lib.train_spec(   # every preprocessing op of the recipe exists
-      SIZE, scale=c.aug.crop_scale, ratio=c.aug.crop_ratio, interpolation=c.aug.interpolation,
-      hflip=c.aug.hflip, ops=c.aug.ops, post_ops=c.aug.post_ops, mean=spec.mean, std=spec.std))
+  a = c.aug
+  spec_str = preprocess.train_spec(   # every preprocessing op of the recipe exists
+      SIZE, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation, hflip=a.hflip,
+      mean=spec.mean, std=spec.std, auto_augment=a.auto_augment, reprob=a.reprob,
+      remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
+  preprocess.compose(spec_str)
   model = trainer.build_model(c, num_classes=10)
   schedule = optim.make_schedule(c, steps_per_epoch=10, total_steps=100)
   tx = optim.make_optimizer(c, schedule)
-  sc = trainer.step_config(c, num_classes=10)
+  sc = trainer.step_config(c, num_classes=10, steps_per_epoch=10)
+  loss_init = step_lib.get_loss(c.loss).init_params
   mesh = mesh_lib.make_mesh((1, 1))
-  abstract = state_lib.abstract_state(model, tx, SIZE, bool(c.ema.decay))
+  abstract = state_lib.abstract_state(model, tx, SIZE, bool(c.ema.decay), loss_init)
   sh = state_lib.state_shardings(mesh, abstract, 2 ** 14)
   state = state_lib.create_state(model, tx, SIZE, use_ema=bool(c.ema.decay),
-                                 rng=jax.random.key(0), shardings=sh)
+                                 rng=jax.random.key(0), shardings=sh, loss_init=loss_init)
   fn = jax.jit(step_lib.make_train_step(model, tx, sc, schedule), compiler_options=FAST_COMPILE)
-  bs = 2 * c.optim.grad_accum_steps
+  bs = 6 * c.optim.grad_accum_steps      # 2 images x 3 repeats for repeated augmentation
   batch = {'image': jax.random.normal(jax.random.key(1), (bs, SIZE, SIZE, 3)),
-           'label': jnp.arange(bs, dtype=jnp.int32) % 10}
+           'label': jnp.arange(bs, dtype=jnp.int32) % 10,
+           'image_id': jnp.arange(bs, dtype=jnp.int32) // 3}
   before = flat(state.params)
   new, m = fn(state, batch)
   loss = float(m.compute()['loss'])

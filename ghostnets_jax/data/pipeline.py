@@ -103,6 +103,40 @@ class ShuffleSampler:
     return order[pos].astype(np.int64), pos.astype(np.int64)
 
 
+@register_sampler('repeated')
+@dataclasses.dataclass
+class RepeatedSampler:
+  """Repeated augmentation (MultiGrain, DeiT): each global batch holds ``repeats`` copies of
+  ``global_batch / repeats`` images, consecutive, each copy augmented differently (its own
+  position); :func:`ghostnets_jax.data.sampler.repeated_augmentation_batches` decides the order."""
+  num_records: int
+  global_batch: int
+  seed: int = 0
+  process_index: int = 0
+  process_count: int = 1
+  repeats: int = 3
+  shuffle: bool = True
+
+  def __post_init__(self):
+    if self.global_batch % (self.process_count * self.repeats):
+      raise ValueError(f'global batch {self.global_batch} must be a multiple of processes x '
+                       f'repeats = {self.process_count} x {self.repeats}; change config.batch_size.')
+    self.local = self.global_batch // self.process_count
+    self.steps_per_epoch = len(self._batches(0))
+
+  def _batches(self, epoch: int) -> np.ndarray:
+    from ghostnets_jax.data.sampler import repeated_augmentation_batches
+    return repeated_augmentation_batches(
+        self.num_records, self.local, epoch, repeats=self.repeats, seed=self.seed,
+        process_index=self.process_index, process_count=self.process_count, shuffle=self.shuffle)
+
+  def epoch_indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    b = self._batches(epoch)
+    pos = (np.arange(len(b))[:, None] * self.global_batch + self.process_index * self.local
+           + np.arange(self.local)[None])
+    return b.reshape(-1).astype(np.int64), pos.reshape(-1).astype(np.int64)
+
+
 def _fetch(source: Source, ds: tf.data.Dataset, parallel: int) -> tf.data.Dataset:
   """(index, ...) elements -> (serialized example, ...), reading in chunks."""
   def read(idx):
@@ -135,7 +169,8 @@ class Position:
 
 
 class TrainIterator:
-  """Infinite iterator of process-local training batches ``{'image', 'label'}`` (numpy) with
+  """Infinite iterator of process-local training batches ``{'image', 'label', 'image_id'}``
+  (numpy; ``image_id`` = record index, the instance id of repeated augmentation) with
   ``get_state()`` / ``set_state()`` (JSON-able ``{'epoch', 'batch', ...}``)."""
 
   def __init__(self, source: Source, sampler: Sampler, preprocess: str, local_batch: int, *,
@@ -166,7 +201,8 @@ class TrainIterator:
       ex = _parse(self.source, serialized)
       seed = tf.random.experimental.stateless_fold_in(
           tf.random.experimental.stateless_fold_in(base, e), pos)
-      return {'image': self._fn(ex['image'], seed), 'label': ex['label']}
+      return {'image': self._fn(ex['image'], seed), 'label': ex['label'],
+              'image_id': tf.cast(index, tf.int32)}
 
     ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(self.local_batch, drop_remainder=True).prefetch(self.prefetch)
@@ -201,11 +237,13 @@ class TrainIterator:
 
 
 def eval_dataset(source: Source, preprocess: str, local_batch: int, *, process_index: int = 0,
-                 process_count: int = 1, threads: Optional[int] = None) -> tuple[tf.data.Dataset, int]:
-  """Process-local eval batches ``{'image', 'label', 'mask'}`` and their count.
+                 process_count: int = 1, threads: Optional[int] = None,
+                 seed: int = 0) -> tuple[tf.data.Dataset, int]:
+  """Process-local eval batches ``{'image', 'label', 'index', 'mask'}`` and their count.
 
   Process ``p`` reads the contiguous range ``p`` of the split; the last batches are padded with
   copies of record 0 whose ``mask`` is 0. Every process yields the same number of batches.
+  Random ops in ``preprocess`` (e.g. the copies of copy detection) draw from ``(seed, index)``.
   """
   n = len(source)
   per_process = math.ceil(n / process_count)
@@ -219,10 +257,13 @@ def eval_dataset(source: Source, preprocess: str, local_batch: int, *, process_i
   ds = ds.map(lambda i: (tf.maximum(i, 0), i >= 0))
   ds = _fetch(source, ds, tf.data.AUTOTUNE)
 
+  base = tf.constant([seed, 0xE7A1], tf.int64)
+
   def process(serialized, index, valid):
     ex = _parse(source, serialized)
-    seed = tf.constant([0, 0], tf.int64)
-    return {'image': fn(ex['image'], seed), 'label': ex['label'], 'mask': tf.cast(valid, tf.float32)}
+    return {'image': fn(ex['image'], tf.random.experimental.stateless_fold_in(base, index)),
+            'label': ex['label'], 'index': tf.cast(index, tf.int32),
+            'mask': tf.cast(valid, tf.float32)}
 
   ds = ds.map(process, num_parallel_calls=tf.data.AUTOTUNE).batch(local_batch).prefetch(2)
   return ds.with_options(_options(threads)), steps

@@ -207,15 +207,42 @@ def normalize(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAG
   return lambda image, seed: (tf.cast(image, tf.float32) - m) / s
 
 
+@register_op('timm_augment')
+def timm_augment(spec: str, size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
+                 interpolation: str = 'random') -> Op:
+  """timm's ``--aa`` string (``rand-m9-mstd0.5``, ``original``, ``v0``, ...) on the uint8 crop:
+  RandAugment / AutoAugment of :mod:`ghostnets_jax.data.augment`, fill colour = ``mean``."""
+  from ghostnets_jax.data import augment
+  fn = augment.build_train_ops(spec, size, mean=tuple(mean), interpolation=interpolation)
+  return lambda image, seed: fn(image, tf.cast(seed, tf.int64))
+
+
+@register_op('random_erasing')
+def random_erasing(probability: float, mode: str = 'pixel', min_count: int = 1,
+                   max_count: int | None = None) -> Op:
+  """timm's ``--reprob/--remode/--recount`` random erasing, after normalisation."""
+  from ghostnets_jax.data import augment
+  fn = augment.build_random_erasing(probability, mode=mode, min_count=min_count,
+                                    max_count=max_count)
+  return lambda image, seed: fn(image, tf.cast(seed, tf.int64))
+
+
 def train_spec(size: int, *, scale: Sequence[float], ratio: Sequence[float], interpolation: str,
-               hflip: float, ops: str, post_ops: str, mean: Sequence[float],
-               std: Sequence[float]) -> str:
-  """The training pipeline: crop, flip, ``ops`` (uint8 augmentations), normalise, ``post_ops``."""
+               hflip: float, mean: Sequence[float], std: Sequence[float], auto_augment: str = '',
+               reprob: float = 0.0, remode: str = 'pixel', recount: int = 1, ops: str = '',
+               post_ops: str = '') -> str:
+  """The training pipeline: crop, flip, RandAugment/AutoAugment (``auto_augment``, a timm
+  string), ``ops`` (more uint8 ops), normalise, random erasing (``reprob``), ``post_ops``."""
   parts = [f'inception_crop({size}, scale={tuple(scale)}, ratio={tuple(ratio)}, '
            f'interpolation={interpolation!r})']
   if hflip > 0:
     parts.append(f'flip_lr({hflip})')
-  parts += [ops, f'normalize({tuple(mean)}, {tuple(std)})', post_ops]
+  if auto_augment and auto_augment.lower() != 'none':
+    parts.append(f'timm_augment({auto_augment!r}, {size}, {tuple(mean)})')
+  parts += [ops, f'normalize({tuple(mean)}, {tuple(std)})']
+  if reprob > 0:
+    parts.append(f'random_erasing({reprob}, {remode!r}, max_count={recount})')
+  parts.append(post_ops)
   return '|'.join(p for p in parts if p)
 
 

@@ -34,5 +34,7 @@ def nearest_resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
 
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   """``nn.MaxPool2d(3, 2, padding=1)`` (the ResNet stem): padding never wins the max."""
-  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+  # A NumPy scalar init lets JAX recognise the max monoid (differentiable reduce_window_max);
+  # a jnp array init under a trace is not, and the train step's gradient fails.
+  return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                            ((0, 0), (1, 1), (1, 1), (0, 0)))

@@ -16,7 +16,10 @@ from jax.sharding import Mesh
 
 from ghostnets_jax.train import mesh as mesh_lib
 
-HEAD_NAMES = ('classifier', 'fc', 'head')
+# Re-initialised when initialising from other weights: classifier heads, and the loss's own
+# parameters (``step.LOSS_KEY``; a run of another loss has none).
+HEAD_NAMES = ('classifier', 'fc', 'head', '_loss')
+LossInit = Optional[Callable[[], dict]]
 
 
 @flax.struct.dataclass
@@ -29,9 +32,11 @@ class TrainState:
   ema: Any
 
   def variables(self, use_ema: bool = False) -> dict:
+    """The model's ``{'params', 'batch_stats'}`` (the loss's own parameters left out)."""
     src = self.ema if use_ema and self.ema else {'params': self.params,
                                                   'batch_stats': self.batch_stats}
-    return {'params': src['params'], 'batch_stats': src['batch_stats']}
+    params = {k: v for k, v in src['params'].items() if k != '_loss'}
+    return {'params': params, 'batch_stats': src['batch_stats']}
 
 
 def _cpu_compile_options() -> Optional[dict]:
@@ -40,11 +45,13 @@ def _cpu_compile_options() -> Optional[dict]:
 
 
 def init_fn(model: nn.Module, tx: optax.GradientTransformation, image_size: int,
-            use_ema: bool) -> Callable[[jax.Array], TrainState]:
+            use_ema: bool, loss_init: LossInit = None) -> Callable[[jax.Array], TrainState]:
   def init(rng: jax.Array) -> TrainState:
     x = jnp.zeros((1, image_size, image_size, model.in_chans if hasattr(model, 'in_chans') else 3))
     variables = model.init(rng, x, train=False)
     params, stats = variables['params'], variables.get('batch_stats', {})
+    if loss_init is not None:
+      params = {**params, '_loss': loss_init()}
     ema = {'params': params, 'batch_stats': stats} if use_ema else {}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
                       opt_state=tx.init(params), ema=ema)
@@ -52,8 +59,8 @@ def init_fn(model: nn.Module, tx: optax.GradientTransformation, image_size: int,
 
 
 def abstract_state(model: nn.Module, tx: optax.GradientTransformation, image_size: int,
-                   use_ema: bool) -> TrainState:
-  return jax.eval_shape(init_fn(model, tx, image_size, use_ema), jax.random.key(0))
+                   use_ema: bool, loss_init: LossInit = None) -> TrainState:
+  return jax.eval_shape(init_fn(model, tx, image_size, use_ema, loss_init), jax.random.key(0))
 
 
 def state_shardings(mesh: Mesh, abstract: TrainState, fsdp_min_size: int) -> TrainState:
@@ -61,9 +68,10 @@ def state_shardings(mesh: Mesh, abstract: TrainState, fsdp_min_size: int) -> Tra
 
 
 def create_state(model: nn.Module, tx: optax.GradientTransformation, image_size: int, *,
-                 use_ema: bool, rng: jax.Array, shardings: TrainState) -> TrainState:
+                 use_ema: bool, rng: jax.Array, shardings: TrainState,
+                 loss_init: LossInit = None) -> TrainState:
   """A freshly initialised state, created directly with its shardings."""
-  fn = jax.jit(init_fn(model, tx, image_size, use_ema), out_shardings=shardings)
+  fn = jax.jit(init_fn(model, tx, image_size, use_ema, loss_init), out_shardings=shardings)
   return fn.lower(rng).compile(compiler_options=_cpu_compile_options())(rng)
 
 
@@ -102,6 +110,7 @@ def load_pretrained(state: TrainState, loaded: dict, shardings: TrainState, *, w
                     ) -> TrainState:
   """Replaces params/batch_stats (and EMA) of ``state`` by ``loaded`` ``{'params', 'batch_stats'}``."""
   fresh = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  loaded = {**loaded, 'params': {k: v for k, v in loaded['params'].items() if k != '_loss'}}
   merged, reinit = merge_pretrained(fresh, {'params': loaded['params'],
                                             'batch_stats': loaded.get('batch_stats', {})}, what=what)
   if reinit:

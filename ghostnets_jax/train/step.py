@@ -3,8 +3,11 @@
 Hook points (registries filled by other modules):
   * :func:`register_batch_transform`: on-device batch transforms inside the step, e.g. mixup /
     CutMix: ``fn(rng, images, targets, **kwargs) -> (images, targets)`` with soft targets.
-  * :func:`register_loss`: ``fn(outputs, targets, labels) -> per-example loss`` (``outputs`` is
-    the model's output: logits, or a dict holding ``'logits'``, e.g. MultiGrain's embeddings).
+  * :func:`register_loss`: ``fn(outputs, targets, batch, params, rng, **kwargs) -> loss`` (per
+    example or the batch mean). ``outputs`` is what the model's ``method`` returns (logits, or a
+    dict holding ``'logits'``, e.g. MultiGrain's embeddings); ``batch`` holds ``label`` and
+    ``image_id``; ``params`` are the loss's own learnable parameters (``state.params[LOSS_KEY]``,
+    e.g. MultiGrain's margin ``beta``), created by the registration's ``init_params``.
 """
 from __future__ import annotations
 
@@ -21,7 +24,15 @@ from ghostnets_jax.layers.norm import batch_norm_groups
 from ghostnets_jax.train.state import TrainState
 
 _BATCH_TRANSFORMS: dict[str, Callable[..., tuple[jax.Array, jax.Array]]] = {}
-_LOSSES: dict[str, Callable[..., jax.Array]] = {}
+_LOSSES: dict[str, 'Loss'] = {}
+LOSS_KEY = '_loss'   # state.params[LOSS_KEY]: learnable parameters of the loss (not the model's)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  fn: Callable[..., jax.Array]
+  method: Optional[str] = None                      # model method giving the outputs
+  init_params: Optional[Callable[[], dict]] = None  # the loss's learnable parameters
 
 
 def register_batch_transform(name: str):
@@ -33,27 +44,39 @@ def register_batch_transform(name: str):
 
 def get_batch_transform(name: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
   if name not in _BATCH_TRANSFORMS:
-    try:
-      import ghostnets_jax.data.mixup  # noqa: F401  (optional: registers mixup / cutmix)
-    except ModuleNotFoundError as e:
-      if e.name != 'ghostnets_jax.data.mixup':
-        raise
-  if name not in _BATCH_TRANSFORMS:
     raise ValueError(f'unknown batch transform {name!r}; registered: {sorted(_BATCH_TRANSFORMS)}')
   return _BATCH_TRANSFORMS[name]
 
 
-def register_loss(name: str):
+@register_batch_transform('mixup')
+def mixup(rng: jax.Array, images: jax.Array, targets: jax.Array, **kwargs: Any
+          ) -> tuple[jax.Array, jax.Array]:
+  """timm's Mixup/CutMix (``ghostnets_jax.data.mixup``; ``kwargs``: MixupConfig fields). The
+  targets arrive label-smoothed; mixing commutes with smoothing, so none is added here."""
+  from ghostnets_jax.data.mixup import MixupConfig, mixup_cutmix
+  return mixup_cutmix(rng, images, targets, MixupConfig(**kwargs, label_smoothing=0.0))
+
+
+def register_loss(name: str, method: Optional[str] = None,
+                  init_params: Optional[Callable[[], dict]] = None):
+  """Registers ``fn(outputs, targets, batch, params, rng, **kwargs) -> loss`` as ``config.loss``."""
   def deco(fn):
-    _LOSSES[name] = fn
+    _LOSSES[name] = Loss(fn, method, init_params)
     return fn
   return deco
 
 
-def get_loss(name: str) -> Callable[..., jax.Array]:
+def get_loss(name: str) -> Loss:
   if name not in _LOSSES:
     raise ValueError(f'unknown loss {name!r}; registered: {sorted(_LOSSES)}')
   return _LOSSES[name]
+
+
+def split_params(params: dict) -> tuple[dict, dict]:
+  """(model params, loss params) of ``state.params``."""
+  if LOSS_KEY not in params:
+    return params, {}
+  return {k: v for k, v in params.items() if k != LOSS_KEY}, params[LOSS_KEY]
 
 
 def logits_of(outputs: Any) -> jax.Array:
@@ -61,9 +84,28 @@ def logits_of(outputs: Any) -> jax.Array:
 
 
 @register_loss('softmax_ce')
-def softmax_cross_entropy(outputs: Any, targets: jax.Array, labels: jax.Array) -> jax.Array:
-  del labels
+def softmax_cross_entropy(outputs: Any, targets: jax.Array, batch: Any = None, params: Any = None,
+                          rng: Any = None) -> jax.Array:
+  del batch, params, rng
   return optax.softmax_cross_entropy(logits_of(outputs).astype(jnp.float32), targets)
+
+
+def _beta() -> dict:
+  from ghostnets_jax.losses import BETA_INIT
+  return {'beta': jnp.asarray(BETA_INIT, jnp.float32)}
+
+
+@register_loss('multigrain', method='outputs', init_params=_beta)
+def multigrain(outputs: dict, targets: jax.Array, batch: dict, params: dict, rng: jax.Array,
+               **kwargs: Any) -> jax.Array:
+  """MultiGrain's ``lam * CE + (1 - lam) * margin`` (``ghostnets_jax.losses.multigrain_loss``)
+  with the learnable ``beta``; positives are the repeated augmentations (same ``image_id``) of
+  the ``repeated`` sampler. ``kwargs``: ``lam``, ``margin``, ``label_smoothing``, ...."""
+  del targets
+  from ghostnets_jax.losses import multigrain_loss
+  loss, _ = multigrain_loss(outputs['logits'], outputs['embedding'], batch['label'],
+                            batch['image_id'], params['beta'], rng, **kwargs)
+  return loss
 
 
 def smooth_targets(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
@@ -94,6 +136,7 @@ class StepConfig:
   ema_decay: float = 0.0
   batch_transform: str = ''
   batch_transform_kwargs: tuple = ()
+  loss_kwargs: tuple = ()
   distill_alpha: float = 0.0
   distill_temperature: float = 1.0
   seed: int = 0
@@ -111,17 +154,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
                     schedule: optax.Schedule, teacher: Optional[nn.Module] = None
                     ) -> Callable[..., tuple[TrainState, Any]]:
   """``train_step(state, batch, teacher_vars=None) -> (state, TrainMetrics)`` (pure; jit it)."""
-  loss_fn_ = get_loss(cfg.loss)
+  loss = get_loss(cfg.loss)
   transform = get_batch_transform(cfg.batch_transform) if cfg.batch_transform else None
 
-  def micro_loss(params, batch_stats, images, targets, labels, rng, teacher_vars):
+  def micro_loss(params, batch_stats, mb, rng, teacher_vars):
+    model_params, loss_params = split_params(params)
+    rng_drop, rng_loss = jax.random.split(rng)
     with batch_norm_groups(cfg.bn_groups):
-      outputs, updates = model.apply({'params': params, 'batch_stats': batch_stats}, images,
-                                     train=True, mutable=['batch_stats'], rngs={'dropout': rng})
-    per_example = loss_fn_(outputs, targets, labels)
+      outputs, updates = model.apply({'params': model_params, 'batch_stats': batch_stats},
+                                     mb['image'], train=True, mutable=['batch_stats'],
+                                     rngs={'dropout': rng_drop}, method=loss.method)
+    per_example = loss.fn(outputs, mb['target'], mb, loss_params, rng_loss,
+                          **dict(cfg.loss_kwargs))
     logits = logits_of(outputs)
     if teacher is not None and cfg.distill_alpha > 0:
-      t_logits = logits_of(teacher.apply(teacher_vars, images, train=False))
+      t_logits = logits_of(teacher.apply(teacher_vars, mb['image'], train=False))
       kd = distillation_loss(logits, jax.lax.stop_gradient(t_logits), cfg.distill_temperature)
       per_example = (1 - cfg.distill_alpha) * per_example + cfg.distill_alpha * kd
     return jnp.mean(per_example), (updates.get('batch_stats', batch_stats), logits)
@@ -131,29 +178,30 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
   def train_step(state: TrainState, batch: dict, teacher_vars: Any = None):
     rng = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
     rng_drop, rng_mix = jax.random.split(rng)
-    images, labels = batch['image'], batch['label']
-    targets = smooth_targets(labels, cfg.num_classes, cfg.label_smoothing)
+    labels = batch['label']
+    mb = {**batch, 'target': smooth_targets(labels, cfg.num_classes, cfg.label_smoothing)}
     if transform is not None:
-      images, targets = transform(rng_mix, images, targets, **dict(cfg.batch_transform_kwargs))
+      mb['image'], mb['target'] = transform(rng_mix, mb['image'], mb['target'],
+                                            **dict(cfg.batch_transform_kwargs))
     k = cfg.grad_accum_steps
     if k == 1:
-      (loss, (stats, logits)), grads = grad_fn(state.params, state.batch_stats, images, targets,
-                                               labels, rng_drop, teacher_vars)
+      (loss, (stats, logits)), grads = grad_fn(state.params, state.batch_stats, mb, rng_drop,
+                                               teacher_vars)
       correct = topk_correct(logits, labels, 1)
     else:
       def split(x):   # micro-batch j = rows j, j+k, ...: every device holds part of each
         return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
 
-      def body(carry, mb):
+      def body(carry, xs):
         g_acc, stats = carry
-        (l, (stats, logits)), g = grad_fn(state.params, stats, mb['image'], mb['target'],
-                                          mb['label'], mb['rng'], teacher_vars)
+        mb, rng = xs
+        (l, (stats, logits)), g = grad_fn(state.params, stats, mb, rng, teacher_vars)
         return (jax.tree_util.tree_map(jnp.add, g_acc, g), stats), (l, topk_correct(logits, mb['label'], 1))
 
-      mbs = {'image': split(images), 'target': split(targets), 'label': split(labels),
-             'rng': jax.random.split(rng_drop, k)}
+      mbs = jax.tree_util.tree_map(split, mb)
       zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-      (grads, stats), (losses, correct) = jax.lax.scan(body, (zeros, state.batch_stats), mbs)
+      (grads, stats), (losses, correct) = jax.lax.scan(
+          body, (zeros, state.batch_stats), (mbs, jax.random.split(rng_drop, k)))
       grads = jax.tree_util.tree_map(lambda g: g / k, grads)
       loss = jnp.mean(losses)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -173,18 +221,18 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
   return train_step
 
 
-def make_eval_step(model: nn.Module, num_classes: int, loss: str = 'softmax_ce'
-                   ) -> Callable[[dict, dict], Any]:
-  """``eval_step(variables, batch) -> EvalMetrics`` over the examples with ``mask == 1``."""
-  loss_fn_ = get_loss(loss)
+def make_eval_step(model: nn.Module, num_classes: int) -> Callable[[dict, dict], Any]:
+  """``eval_step(variables, batch) -> EvalMetrics`` (cross-entropy, top-1, top-5) over the
+  examples with ``mask == 1``."""
 
   def eval_step(variables: dict, batch: dict):
-    outputs = model.apply(variables, batch['image'], train=False)
+    params, _ = split_params(variables['params'])
+    outputs = model.apply({**variables, 'params': params}, batch['image'], train=False)
     logits = logits_of(outputs).astype(jnp.float32)
     labels = batch['label']
     targets = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
     return EvalMetrics.single_from_model_output(
-        loss=loss_fn_(outputs, targets, labels), top1=topk_correct(logits, labels, 1),
+        loss=softmax_cross_entropy(logits, targets), top1=topk_correct(logits, labels, 1),
         top5=topk_correct(logits, labels, 5), mask=batch['mask'])
 
   return eval_step

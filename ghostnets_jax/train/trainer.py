@@ -22,23 +22,11 @@ import numpy as np
 import optax
 from clu import metric_writers, periodic_actions
 
-from ghostnets_jax import data as data_lib
+from ghostnets_jax.data import datasets, pipeline, preprocess
 from ghostnets_jax.registry import create_model, get_spec, module_fields
 from ghostnets_jax.train import mesh as mesh_lib
-from ghostnets_jax.train import optim, state as state_lib, step as step_lib
+from ghostnets_jax.train import evaluators, optim, state as state_lib, step as step_lib
 from ghostnets_jax.train.checkpoint import BEST_METRIC, Checkpointer
-
-_EVALUATORS: dict[str, Callable[..., dict[str, float]]] = {}
-
-
-def register_evaluator(name: str):
-  """Extra evaluations run after the classification eval (``config.eval.evaluators``):
-  ``fn(experiment, variables) -> {metric: value}`` (e.g. MultiGrain's retrieval)."""
-  def deco(fn):
-    _EVALUATORS[name] = fn
-    return fn
-  return deco
-
 
 def _dtype(name: str) -> Any:
   dtypes = {'float32': None, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -59,13 +47,14 @@ class Experiment:
   schedule: optax.Schedule
   abstract: state_lib.TrainState
   shardings: state_lib.TrainState
-  train_source: Optional[data_lib.Source]
-  eval_source: Optional[data_lib.Source]
+  train_source: Optional[datasets.Source]
+  eval_source: Optional[datasets.Source]
   checkpointer: Checkpointer
   teacher: Any = None
   teacher_vars: Any = None
   _train_step: Any = None
   _eval_step: Any = None
+  _embed_fn: Any = None
 
   @property
   def compiler_options(self) -> Optional[dict]:
@@ -76,19 +65,19 @@ class Experiment:
     return mesh_lib.batch_sharding(self.mesh)
 
   # ----------------------------------------------------------------------------------- data
-  def train_iterator(self) -> data_lib.TrainIterator:
+  def train_iterator(self) -> pipeline.TrainIterator:
     c, r = self.config, self.resolved
-    sampler = data_lib.make_sampler(
+    sampler = pipeline.make_sampler(
         c.data.sampler, len(self.train_source), c.batch_size, seed=c.seed,
         process_index=jax.process_index(), process_count=jax.process_count(),
         **c.data.sampler_kwargs.to_dict())
-    return data_lib.TrainIterator(self.train_source, sampler, r['train_preprocess'],
+    return pipeline.TrainIterator(self.train_source, sampler, r['train_preprocess'],
                                   c.batch_size // jax.process_count(), seed=c.seed,
                                   threads=c.data.threads, prefetch=c.data.prefetch)
 
   def eval_batches(self):
     r = self.resolved
-    ds, steps = data_lib.eval_dataset(
+    ds, steps = pipeline.eval_dataset(
         self.eval_source, r['eval_preprocess'], r['eval_batch_size'] // jax.process_count(),
         process_index=jax.process_index(), process_count=jax.process_count(),
         threads=self.config.data.threads)
@@ -99,7 +88,8 @@ class Experiment:
     c = self.config
     state = state_lib.create_state(self.model, self.tx, self.resolved['image_size'],
                                    use_ema=bool(c.ema.decay), rng=jax.random.key(c.seed),
-                                   shardings=self.shardings)
+                                   shardings=self.shardings,
+                                   loss_init=step_lib.get_loss(c.loss).init_params)
     if c.init.torch_checkpoint:
       from ghostnets_jax.convert import load_torch_checkpoint
       loaded = load_torch_checkpoint(c.model, c.init.torch_checkpoint)
@@ -126,7 +116,7 @@ class Experiment:
   def evaluate(self, variables: dict, desc: str = 'eval') -> dict[str, float]:
     """Top-1/top-5/loss over the whole eval split (padded batches masked out)."""
     if self._eval_step is None:
-      fn = step_lib.make_eval_step(self.model, self.resolved['num_classes'], self.config.loss)
+      fn = step_lib.make_eval_step(self.model, self.resolved['num_classes'])
       self._eval_step = jax.jit(fn, out_shardings=mesh_lib.replicated(self.mesh),
                                 compiler_options=self.compiler_options)
     ds, steps = self.eval_batches()
@@ -137,9 +127,7 @@ class Experiment:
     out = {k: float(v) for k, v in total.compute().items()}
     out['count'] = int(round(float(total.top1.count)))
     for name in self.config.eval.evaluators:
-      if name not in _EVALUATORS:
-        raise ValueError(f'unknown evaluator {name!r}; registered: {sorted(_EVALUATORS)}')
-      out.update(_EVALUATORS[name](self, variables))
+      out.update(evaluators.get_evaluator(name)(self, variables))
     return out
 
 
@@ -151,15 +139,30 @@ def _progress(it, total: int, desc: str):
   return tqdm(it, total=total, desc=desc, leave=False)
 
 
-def step_config(c: ml_collections.ConfigDict, num_classes: int, bn_groups: int = 1
-                ) -> step_lib.StepConfig:
+def ema_decay(c: ml_collections.ConfigDict, steps_per_epoch: int) -> float:
+  """The per-step EMA decay (``ema.per_epoch``: ``decay`` is stated per epoch)."""
+  d = c.ema.decay
+  return d ** (1.0 / steps_per_epoch) if c.ema.per_epoch and d > 0 else d
+
+
+def step_config(c: ml_collections.ConfigDict, num_classes: int, bn_groups: int = 1,
+                steps_per_epoch: int = 1) -> step_lib.StepConfig:
+  a = c.aug
+  transform, kwargs = a.batch_transform, a.batch_transform_kwargs.to_dict()
+  if a.mixup_alpha > 0 or a.cutmix_alpha > 0:
+    if transform:
+      raise ValueError(f'aug.mixup_alpha/cutmix_alpha and aug.batch_transform={transform!r} are '
+                       'both set; the step applies one batch transform: clear one of them.')
+    transform, kwargs = 'mixup', dict(mixup_alpha=a.mixup_alpha, cutmix_alpha=a.cutmix_alpha,
+                                      prob=a.mixup_prob, switch_prob=a.mixup_switch_prob,
+                                      mode=a.mixup_mode)
   return step_lib.StepConfig(
       num_classes=num_classes, label_smoothing=c.label_smoothing, loss=c.loss,
-      bn_groups=bn_groups, grad_accum_steps=c.optim.grad_accum_steps, ema_decay=c.ema.decay,
-      batch_transform=c.aug.batch_transform,
-      batch_transform_kwargs=tuple(sorted(c.aug.batch_transform_kwargs.to_dict().items())),
+      bn_groups=bn_groups, grad_accum_steps=c.optim.grad_accum_steps, ema_decay=ema_decay(c, steps_per_epoch),
+      batch_transform=transform, batch_transform_kwargs=tuple(sorted(kwargs.items())),
       distill_alpha=c.distill.alpha if c.distill.teacher else 0.0,
-      distill_temperature=c.distill.temperature, seed=c.seed)
+      distill_temperature=c.distill.temperature, seed=c.seed,
+      loss_kwargs=tuple(sorted(c.loss_kwargs.to_dict().items())))
 
 
 def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Optional[int],
@@ -186,10 +189,11 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
       'lr': optim.scaled_lr(c), 'devices': n_dev, 'processes': jax.process_count(),
       'mesh': dict(mesh.shape), 'bn_groups': mesh_lib.bn_num_groups(mesh, c.sharding.bn_group_size),
   }
-  out['train_preprocess'] = data_lib.train_spec(
+  out['train_preprocess'] = preprocess.train_spec(
       image_size, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation,
-      hflip=a.hflip, ops=a.ops, post_ops=a.post_ops, mean=mean, std=std)
-  out['eval_preprocess'] = data_lib.eval_spec(
+      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment, reprob=a.reprob,
+      remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
+  out['eval_preprocess'] = preprocess.eval_spec(
       eval_size, crop_pct=out['eval_crop_pct'], interpolation=out['eval_interpolation'],
       mean=mean, std=std)
   if num_train is not None:
@@ -201,11 +205,10 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
     out.update(steps_per_epoch=spe, total_steps=total)
     out['checkpoint_every'] = c.checkpoint.every_steps if c.checkpoint.every_steps > 0 else spe
     out['eval_every'] = c.eval.every_steps if c.eval.every_steps > 0 else spe
-  if c.distill.teacher:
-    if c.aug.batch_transform:
-      raise ValueError('distillation with a batch transform is not supported yet: the teacher '
-                       'would see the transformed images; disable one of them.')
-  out['step_config'] = step_config(c, num_classes, out['bn_groups'])
+  out['step_config'] = step_config(c, num_classes, out['bn_groups'], out.get('steps_per_epoch', 1))
+  if c.distill.teacher and out['step_config'].batch_transform:
+    raise ValueError('distillation with a batch transform (mixup/cutmix) is not supported yet: '
+                     'the teacher would see the transformed images; disable one of them.')
   return out
 
 
@@ -213,17 +216,18 @@ def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True
   c = config
   mesh = mesh_lib.make_mesh(c.sharding.mesh_shape, c.sharding.axis_names)
   d = c.data
-  builder = data_lib.datasets.prepare_on_all_processes(
-      lambda: data_lib.prepare(d.dataset, d.data_dir, d.manual_dir))
-  eval_source = data_lib.open_source(d.dataset, d.eval_split, builder=builder) if d.eval_split else None
-  train_source = data_lib.open_source(d.dataset, d.train_split, builder=builder) if train else None
+  builder = datasets.prepare_on_all_processes(
+      lambda: datasets.prepare(d.dataset, d.data_dir, d.manual_dir))
+  eval_source = datasets.open_source(d.dataset, d.eval_split, builder=builder) if d.eval_split else None
+  train_source = datasets.open_source(d.dataset, d.train_split, builder=builder) if train else None
   num_classes = c.num_classes or (train_source or eval_source).num_classes
   resolved = resolve(c, num_classes, len(train_source) if train_source else None, mesh)
   model = build_model(c, num_classes)
   total = resolved.get('total_steps', 1)
   schedule = optim.make_schedule(c, resolved.get('steps_per_epoch', 1), total)
   tx = optim.make_optimizer(c, schedule)
-  abstract = state_lib.abstract_state(model, tx, resolved['image_size'], bool(c.ema.decay))
+  abstract = state_lib.abstract_state(model, tx, resolved['image_size'], bool(c.ema.decay),
+                                      step_lib.get_loss(c.loss).init_params)
   shardings = state_lib.state_shardings(mesh, abstract, c.sharding.fsdp_min_size)
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep,
                       keep_best=c.checkpoint.keep_best, async_save=c.checkpoint.async_save)
