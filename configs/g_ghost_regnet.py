@@ -8,7 +8,7 @@ model's default), Inception crop and flip.
 ``demo`` is the README's main command: the same family at demo scale on the embedded
 Fashion-MNIST subset (32 px), trained in a few CPU minutes: ``g_ghost_regnetx_032``'s layout
 (RegNetX stem, grouped bottlenecks, G-Ghost stages 2-4 with cheap 1x1 conv features) with fewer
-blocks and channels (``DEMO_MODEL_KWARGS``), cosine schedule over 6 epochs.
+blocks and channels (``DEMO_MODEL_KWARGS``), cosine schedule over 3 epochs.
 """
 from __future__ import annotations
 
@@ -41,4 +41,5 @@ def get_config(arg: str | None = None):
     c = default.demo(c, 'g_ghost_regnetx_032')
     c.model_kwargs.update(DEMO_MODEL_KWARGS)
     c.drop_rate = 0.0
+    c.num_epochs = 3.0
   return c

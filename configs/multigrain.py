@@ -14,6 +14,7 @@ from __future__ import annotations
 from configs import default
 
 MODELS = ('multigrain_resnet50',)
+DEMO_BACKBONE = (('depths', (1, 1, 1, 1)), ('widths', (64, 128, 256, 512)), ('stem_width', 32))
 
 
 def get_config(arg: str | None = None):
@@ -39,9 +40,10 @@ def get_config(arg: str | None = None):
   c.eval.evaluators = ('retrieval',)
   if variant == 'demo':
     c = default.demo(c, 'multigrain_resnet50')
+    c.model_kwargs.backbone_kwargs = DEMO_BACKBONE   # a 1-1-1-1 ResNet trunk for the CPU
     c.batch_size = 96         # 32 images x 3 repeats
     c.optim.lr, c.optim.lr_ref_batch = 0.1, 96
     c.optim.nesterov = False
     c.drop_rate = None
-    c.num_epochs = 2.0        # a ResNet-50-sized model: keep the CPU demo short
+    c.num_epochs = 3.0
   return c

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -295,6 +296,47 @@ def _write_configs(exp: Experiment) -> None:
     json.dump(resolved, f, indent=2, sort_keys=True, default=str)
 
 
+class StopSignal:
+  """SIGTERM / SIGINT -> finish the current step, checkpoint, exit cleanly (preemption).
+
+  Every process polls :meth:`requested` at the same steps; in multi-process runs the flag is
+  or-ed over processes there, so all of them stop at the same step and save together.
+  """
+
+  def __init__(self):
+    self._flag = False
+    self._previous = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:   # not the main thread: no handler (e.g. a library caller's thread)
+        pass
+
+  def _handle(self, signum, frame) -> None:
+    logging.warning('signal %d: checkpointing after this step, then stopping', signum)
+    self._flag = True
+
+  def requested(self) -> bool:
+    if jax.process_count() == 1:
+      return self._flag
+    from jax.experimental import multihost_utils
+    return bool(np.max(multihost_utils.process_allgather(np.int32(self._flag))))
+
+  def restore(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def check_finite(step: int, scalars: dict[str, float]) -> None:
+  """NaN guard, run on the logged train metrics: a non-finite loss stops the run before a bad
+  state is checkpointed (the latest good checkpoint stays the resume point)."""
+  bad = {k: v for k, v in scalars.items() if not np.isfinite(v)}
+  if bad:
+    raise FloatingPointError(f'non-finite training metrics at step {step}: {bad}; the last good '
+                             'checkpoint is kept. Lower optim.lr or enable optim.grad_clip_norm '
+                             'and rerun the same command to resume from it.')
+
+
 def _eval_variables(exp: Experiment, state: state_lib.TrainState) -> list[tuple[str, dict]]:
   """[(prefix, variables)]: raw weights, and EMA weights when EMA is on."""
   out = [('', state.variables(False))]
@@ -336,6 +378,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_metrics, last_eval, last_train, t_log, s_log = None, {}, {}, time.time(), start
   step = start
   stop = min(total, c.stop_after_step) if c.stop_after_step > 0 else total
+  signals = StopSignal()
   for step in range(start + 1, stop + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = mesh_lib.global_batch(next(train_iter), exp.batch_sharding)
@@ -349,6 +392,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       sps = (step - s_log) / max(dt, 1e-9)
       scalars.update({'train/steps_per_sec': sps, 'train/images_per_sec': sps * c.batch_size,
                       'train/epoch': step / r['steps_per_epoch']})
+      check_finite(step, scalars)
       writer.write_scalars(step, scalars)
       logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  %.2f steps/s  %.0f img/s  ETA %s',
                    step, total, scalars['train/loss'], scalars['train/top1'], scalars['train/lr'],
@@ -366,8 +410,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info('eval at step %d: %s', step, _fmt(last_eval))
       key = f'ema_{BEST_METRIC}' if state.ema and c.eval.use_ema else BEST_METRIC
       metrics = {BEST_METRIC: last_eval[key]}
-    if step % r['checkpoint_every'] == 0 or step == stop:
+    # multi-process: the flag is agreed on (a collective) at log steps only
+    stopping = (jax.process_count() == 1 or step % c.log_every_steps == 0) and signals.requested()
+    if step % r['checkpoint_every'] == 0 or step == stop or stopping:
       exp.checkpointer.save(step, state, train_iter.get_state(), metrics)
+    if stopping:
+      logging.warning('stopped at step %d on a signal; rerun the same command to resume', step)
+      break
+  signals.restore()
   exp.checkpointer.wait()
   writer.flush()
   exp.checkpointer.close()
