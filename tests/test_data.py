@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ghostnets_jax import data as D
+from ghostnets_jax.data import datasets as DS, pipeline as PL
 from ghostnets_jax.data import preprocess as P
 from ghostnets_jax.data.demo_dataset import load_arrays
 from tests.train_helpers import embedded_data_dir, fabricate_imagenet
@@ -77,9 +77,9 @@ def test_eval_resize_crop_matches_pil_reference(hw):
 @pytest.mark.parametrize('processes', [1, 2, 4])
 def test_shuffle_sampler_global_batches_do_not_depend_on_process_count(processes):
   n, gb = 103, 8
-  ref = D.ShuffleSampler(n, gb, seed=3)
+  ref = PL.ShuffleSampler(n, gb, seed=3)
   rec1, pos1 = ref.epoch_indices(5)
-  parts = [D.ShuffleSampler(n, gb, seed=3, process_index=p, process_count=processes).epoch_indices(5)
+  parts = [PL.ShuffleSampler(n, gb, seed=3, process_index=p, process_count=processes).epoch_indices(5)
            for p in range(processes)]
   assert ref.steps_per_epoch == n // gb
   for step in range(ref.steps_per_epoch):   # global batch `step` = concat of process slices
@@ -89,19 +89,19 @@ def test_shuffle_sampler_global_batches_do_not_depend_on_process_count(processes
   assert len(set(rec1.tolist())) == len(rec1) == ref.steps_per_epoch * gb
   assert not np.array_equal(rec1, ref.epoch_indices(6)[0])   # a new permutation each epoch
   with pytest.raises(ValueError, match='fewer than one global batch'):
-    D.ShuffleSampler(5, 8)
+    PL.ShuffleSampler(5, 8)
 
 
 def test_train_iterator_resumes_exactly_and_crosses_epochs():
   data_dir = embedded_data_dir()
-  src = D.open_source('fashion_mnist_embedded', 'train[:40]', data_dir)
-  spec = D.train_spec(16, scale=(0.3, 1.0), ratio=(0.75, 1.33), interpolation='bilinear',
+  src = DS.open_source('fashion_mnist_embedded', 'train[:40]', data_dir)
+  spec = P.train_spec(16, scale=(0.3, 1.0), ratio=(0.75, 1.33), interpolation='bilinear',
                       hflip=0.5, ops='', post_ops='', mean=(0.5,) * 3, std=(0.5,) * 3)
-  sampler = D.make_sampler('shuffle', len(src), 16, seed=0, process_index=0, process_count=1)
-  it = D.TrainIterator(src, sampler, spec, 16, threads=2)
+  sampler = PL.make_sampler('shuffle', len(src), 16, seed=0, process_index=0, process_count=1)
+  it = PL.TrainIterator(src, sampler, spec, 16, threads=2)
   batches = [next(it) for _ in range(5)]     # 2 steps/epoch: crosses two epoch boundaries
   assert it.get_state()['epoch'] == 2 and it.get_state()['batch'] == 1
-  it2 = D.TrainIterator(src, sampler, spec, 16, threads=2)
+  it2 = PL.TrainIterator(src, sampler, spec, 16, threads=2)
   it2.set_state({'epoch': 1, 'batch': 1, 'steps_per_epoch': 2})
   for want in batches[3:]:
     got = next(it2)
@@ -114,11 +114,11 @@ def test_train_iterator_resumes_exactly_and_crosses_epochs():
 
 @pytest.mark.parametrize('processes', [1, 3])
 def test_eval_pads_and_masks_never_drops(processes):
-  src = D.open_source('fashion_mnist_embedded', 'test[:103]', embedded_data_dir())
-  spec = D.eval_spec(8, crop_pct=1.0, interpolation='bilinear', mean=(0.5,) * 3, std=(0.5,) * 3)
+  src = DS.open_source('fashion_mnist_embedded', 'test[:103]', embedded_data_dir())
+  spec = P.eval_spec(8, crop_pct=1.0, interpolation='bilinear', mean=(0.5,) * 3, std=(0.5,) * 3)
   seen, counts = [], set()
   for p in range(processes):
-    ds, steps = D.eval_dataset(src, spec, 10, process_index=p, process_count=processes)
+    ds, steps = PL.eval_dataset(src, spec, 10, process_index=p, process_count=processes)
     batches = list(ds.as_numpy_iterator())
     counts.add(len(batches))
     assert len(batches) == steps and all(b['image'].shape[0] == 10 for b in batches)
@@ -130,22 +130,22 @@ def test_eval_pads_and_masks_never_drops(processes):
 
 def test_imagenet2012_real_builder_on_fabricated_manual_files(tmp_path):
   manual, data_dir = tmp_path / 'manual', tmp_path / 'tfds'
-  with pytest.raises(D.DatasetNotFoundError) as e:
-    D.prepare('imagenet2012', str(data_dir), str(manual))
+  with pytest.raises(DS.DatasetNotFoundError) as e:
+    DS.prepare('imagenet2012', str(data_dir), str(manual))
   msg = str(e.value)
   assert 'ILSVRC2012_img_train.tar' in msg and 'ILSVRC2012_img_val.tar' in msg and str(manual) in msg
   fabricate_imagenet(str(manual))
-  builder = D.prepare('imagenet2012', str(data_dir), str(manual))
-  train = D.open_source('imagenet2012', 'train', builder=builder)
-  val = D.open_source('imagenet2012', 'validation', builder=builder)
+  builder = DS.prepare('imagenet2012', str(data_dir), str(manual))
+  train = DS.open_source('imagenet2012', 'train', builder=builder)
+  val = DS.open_source('imagenet2012', 'validation', builder=builder)
   assert (len(train), len(val), train.num_classes) == (12, 6, 1000)
   labels = tfds.builder('imagenet2012', data_dir=str(data_dir)).info.features['label']
-  it = D.TrainIterator(train, D.ShuffleSampler(12, 4), D.train_spec(
+  it = PL.TrainIterator(train, PL.ShuffleSampler(12, 4), P.train_spec(
       24, scale=(0.08, 1.0), ratio=(0.75, 1.33), interpolation='bicubic', hflip=0.5, ops='',
       post_ops='', mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), 4)
   got = {int(x) for _ in range(3) for x in next(it)['label']}
   assert got == {labels.str2int(s) for s in ('n01440764', 'n01443537', 'n01484850')}
-  ds, _ = D.eval_dataset(val, D.eval_spec(24, crop_pct=0.875, interpolation='bicubic',
+  ds, _ = PL.eval_dataset(val, P.eval_spec(24, crop_pct=0.875, interpolation='bicubic',
                                           mean=(0.5,) * 3, std=(0.5,) * 3), 4)
   val_labels = np.concatenate([b['label'][b['mask'] > 0] for b in ds.as_numpy_iterator()])
   bundled = tfds.core.tfds_path('datasets/imagenet2012/validation_labels.txt').read_text().split()
@@ -155,8 +155,8 @@ def test_imagenet2012_real_builder_on_fabricated_manual_files(tmp_path):
 
 def test_pipeline_reads_tfds_mock_data():
   with tfds.testing.mock_data(num_examples=12):
-    src = D.open_source('fashion_mnist_embedded', 'train', data_dir='/nonexistent')
-    it = D.TrainIterator(src, D.ShuffleSampler(len(src), 4), D.train_spec(
+    src = DS.open_source('fashion_mnist_embedded', 'train', data_dir='/nonexistent')
+    it = PL.TrainIterator(src, PL.ShuffleSampler(len(src), 4), P.train_spec(
         16, scale=(0.5, 1.0), ratio=(0.75, 1.33), interpolation='bilinear', hflip=0.5, ops='',
         post_ops='', mean=(0.5,) * 3, std=(0.5,) * 3), 4)
     b = next(it)
@@ -165,7 +165,7 @@ def test_pipeline_reads_tfds_mock_data():
 
 
 def test_embedded_dataset_is_real_fashion_mnist():
-  builder = D.prepare('fashion_mnist_embedded', embedded_data_dir())
+  builder = DS.prepare('fashion_mnist_embedded', embedded_data_dir())
   assert builder.info.splits['train'].num_examples == 10000
   assert builder.info.splits['test'].num_examples == 2000
   feats = builder.info.features

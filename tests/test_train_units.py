@@ -271,3 +271,40 @@ def test_every_config_loads_with_variants(path):
       assert c.model == variant
   with pytest.raises(ValueError, match='unknown config variant'):
     mod.get_config('resnet9000')
+
+
+def test_repeated_sampler_keeps_copies_together_and_is_process_count_independent():
+  from ghostnets_jax.data.pipeline import make_sampler
+  n, gb = 40, 12
+  one = make_sampler('repeated', n, gb, seed=1, process_index=0, process_count=1, repeats=3)
+  rec, pos = one.epoch_indices(0)
+  assert one.steps_per_epoch == 10 // 1 * 1 and len(rec) == one.steps_per_epoch * gb
+  np.testing.assert_array_equal(pos, np.arange(len(rec)))          # every copy its own seed
+  groups = rec.reshape(-1, 3)
+  assert (groups == groups[:, :1]).all()                           # m = 3 consecutive copies
+  assert len(set(groups[:, 0])) == len(groups)                     # each image once per epoch
+  two = [make_sampler('repeated', n, gb, seed=1, process_index=p, process_count=2, repeats=3)
+         for p in range(2)]
+  parts = [s.epoch_indices(0) for s in two]
+  steps = one.steps_per_epoch
+  glob_rec = np.concatenate([r.reshape(steps, -1) for r, _ in parts], 1).reshape(-1)
+  glob_pos = np.concatenate([q.reshape(steps, -1) for _, q in parts], 1).reshape(-1)
+  np.testing.assert_array_equal(glob_rec, rec)
+  np.testing.assert_array_equal(glob_pos, pos)
+  with pytest.raises(ValueError, match='multiple of processes x repeats'):
+    make_sampler('repeated', n, 10, seed=1, process_index=0, process_count=1, repeats=3)
+
+
+def test_mixup_batch_transform_commutes_with_label_smoothing():
+  from ghostnets_jax.data.mixup import MixupConfig, mixup_cutmix
+  rng = jax.random.key(3)
+  images = jax.random.normal(jax.random.key(4), (8, 6, 6, 3))
+  labels = jnp.arange(8) % 5
+  kw = dict(mixup_alpha=0.8, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5, mode='elem')
+  fn = step_lib.get_batch_transform('mixup')
+  x, t = fn(rng, images, step_lib.smooth_targets(labels, 5, 0.1), **kw)
+  x_ref, t_ref = mixup_cutmix(rng, images, jax.nn.one_hot(labels, 5),
+                              MixupConfig(label_smoothing=0.1, **kw))
+  np.testing.assert_allclose(x, x_ref, rtol=1e-6)
+  np.testing.assert_allclose(t, t_ref, rtol=1e-6, atol=1e-7)
+  assert not np.allclose(x, images) and float(jnp.min(jnp.max(t, 1))) < 0.9   # mixed
