@@ -47,9 +47,10 @@ REFERENCE_RUN = {'num_train_steps': 4, 'checkpoint.every_steps': 2, 'ema.decay':
 def tiny_config(**overrides):
   """The g_ghost_regnet demo config on the embedded data with the tiny GhostNet at 32 px."""
   from configs import g_ghost_regnet
+  import ml_collections
   c = g_ghost_regnet.get_config('demo')
-  c.model_kwargs.cfgs = TINY_CFGS
-  c.model_kwargs.head_chs = 64
+  c.model = 'ghostnet_050'
+  c.model_kwargs = ml_collections.ConfigDict({'cfgs': TINY_CFGS, 'head_chs': 64})
   c.data.data_dir = embedded_data_dir()
   c.data.threads = 2
   c.batch_size = 32

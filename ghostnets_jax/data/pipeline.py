@@ -1,6 +1,6 @@
 """Index-driven tf.data input pipeline with an exact, tiny iterator state.
 
-Why this design (measured in ``benchmarks/train_input.py``): the order of examples is decided in
+Why this design (rather than grain, or clu's TfDatasetIterator): the order of examples is decided in
 numpy by a *sampler* (one permutation per epoch, sliced per process), records are read by index
 from TFDS array_record files, and decoding/augmentation run in tf.data with a stateless seed per
 example derived from ``(seed, epoch, position)``. So
