@@ -11,6 +11,7 @@ augmented copy of itself (crop 25-100 %, flip, RandAugment m9) among all origina
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -26,6 +27,7 @@ def main() -> None:
   ap.add_argument('--steps', type=int, default=200)
   ap.add_argument('--workdir', default='/tmp/multigrain_copy_detection')
   args = ap.parse_args()
+  logging.basicConfig(level=logging.INFO, format='%(asctime)s %(message)s')   # trainer progress
   c = multigrain.get_config('demo')
   c.num_train_steps = args.steps
   c.eval.every_steps = c.checkpoint.every_steps = args.steps
