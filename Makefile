@@ -17,8 +17,13 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 install: $(BIN)/.installed
 install-dev: $(BIN)/.installed-dev
 
+WORKDIR ?= workdir_demo
+
+# The README's main command: train the G-GhostNet demo on the embedded Fashion-MNIST subset,
+# checkpoint, evaluate the restored checkpoint (rerun: resumes / re-evaluates the same workdir).
 demo: install
-	$(BIN)/python -m ghostnets_jax.zoo --check
+	$(BIN)/python main.py --config=configs/g_ghost_regnet.py:demo --workdir=$(WORKDIR)
+	$(BIN)/python main.py --config=configs/g_ghost_regnet.py:demo --workdir=$(WORKDIR) --mode=eval
 
 test: install-dev
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests

@@ -7,11 +7,13 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(ROOT / '.cache' / 'jax'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-# torchvision pulls in triton, which segfaults when it is loaded after TensorFlow: load the PyTorch
-# reference first in every test process (test modules import both).
+# Triton's LLVM (loaded by torchvision, and by torch._dynamo through timm or torch.optim) segfaults
+# when it is loaded after TensorFlow (the input-pipeline tests import it); loaded first, both work.
+# Test workers run both kinds of tests, so load the PyTorch side before anything else.
 try:
   import torch  # noqa: E402,F401
   import torchvision  # noqa: E402,F401
+  import triton._C.libtriton  # noqa: E402,F401
 except ImportError:
   pass
 

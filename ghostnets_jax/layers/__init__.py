@@ -9,7 +9,7 @@ from ghostnets_jax.layers.g_ghost import CHEAP_OPS, GGhostStage, g_ghost_channel
 from ghostnets_jax.layers.gem import GeM, gem_pool, l2_normalize
 from ghostnets_jax.layers.ghost import DFCAttention, GhostModule, GhostModuleV2, RepGhostModule
 from ghostnets_jax.layers.lowering import export_lowering, exporting
-from ghostnets_jax.layers.norm import BatchNorm
+from ghostnets_jax.layers.norm import BatchNorm, batch_norm_groups
 from ghostnets_jax.layers.pool import avg_pool_2x2, global_avg_pool, max_pool_3x3_s2, nearest_resize
 from ghostnets_jax.layers.rep_conv import RepConvBN
 from ghostnets_jax.layers.squeeze_excite import SqueezeExcite

@@ -57,5 +57,7 @@ def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   if exporting():
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
     return nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding='VALID')
-  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+  # A NumPy scalar init lets JAX recognise the max monoid (differentiable reduce_window_max);
+  # a jnp array init under a trace is not, and the train step's gradient fails.
+  return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                            ((0, 0), (1, 1), (1, 1), (0, 0)))

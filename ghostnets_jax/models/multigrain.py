@@ -37,11 +37,14 @@ class MultiGrain(Backbone):
   Attributes:
     backbone: registered trunk; it is built with ``num_classes=0, global_pool=''`` and must
       return its final NHWC feature map then.
+    backbone_kwargs: more fields of the trunk as ``((name, value), ...)``, e.g. a shallower
+      ``(('depths', (1, 1, 1, 1)),)`` for CPU demos and tests.
     p, learn_p, gem_eps: GeM exponent, whether it is a parameter, input clamp.
     num_classes: 0 makes ``__call__`` return the normalised embedding.
     drop_rate: dropout before the classifier (0 in the paper).
   """
   backbone: str = 'resnet50'
+  backbone_kwargs: tuple = ()
   num_classes: int = 1000
   in_chans: int = 3
   p: float = 3.0
@@ -57,7 +60,7 @@ class MultiGrain(Backbone):
       self.trunk = get_spec(self.backbone).builder(
           num_classes=0, global_pool='', in_chans=self.in_chans, deploy=self.deploy,
           dtype=self.dtype, feature_strides=self.feature_strides, output_stride=self.output_stride,
-          name='features')
+          name='features', **dict(self.backbone_kwargs))
     except (TypeError, ValueError) as e:
       raise ValueError(f"MultiGrain backbone {self.backbone!r} cannot serve as a trunk: it must "
                        f"be a registered model that takes global_pool='' (return the feature "

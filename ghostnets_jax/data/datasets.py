@@ -1,0 +1,124 @@
+"""Random-access TFDS record sources (array_record), prepared on first use, with clear errors."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import unittest.mock
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+IMAGENET_MANUAL_FILES = {
+    'ILSVRC2012_img_train.tar': 'training images: 1,000 tars named <synset>.tar (n01440764.tar, '
+                                '...) of JPEGs, ~138 GB',
+    'ILSVRC2012_img_val.tar': 'validation images: 50,000 JPEGs ILSVRC2012_val_00000001.JPEG ... '
+                              '(labels come with TFDS), ~6.3 GB',
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """A dataset that is neither prepared nor preparable from what is on disk."""
+
+
+@dataclasses.dataclass
+class Source:
+  """One split: ``fetch(indices)`` returns the serialized TFDS examples at ``indices``.
+
+  ``features.deserialize_example`` parses them inside tf.data; ``records`` is TFDS's
+  ``ArrayRecordDataSource`` over the split (``__getitems__`` of raw bytes).
+  """
+  name: str
+  split: str
+  records: Any
+  features: tfds.features.FeaturesDict
+  num_records: int
+
+  @property
+  def num_classes(self) -> int:
+    return int(self.features['label'].num_classes)
+
+  def __len__(self) -> int:
+    return self.num_records
+
+  def fetch(self, indices: Sequence[int]) -> np.ndarray:
+    keys = [int(i) for i in indices]
+    if isinstance(self.records, unittest.mock.Mock):   # tfds.testing.mock_data: decoded examples
+      items = [self.features.serialize_example(self.records[k]) for k in keys]
+    else:
+      items = self.records.__getitems__(keys)
+    return np.array(items, dtype=object)
+
+
+def _register_builtin_builders() -> None:
+  import ghostnets_jax.data.demo_dataset  # noqa: F401  (registers fashion_mnist_embedded)
+
+
+def _check_manual_files(name: str, builder: tfds.core.DatasetBuilder, manual_dir: Optional[str]) -> None:
+  if name.split(':')[0] != 'imagenet2012':
+    return
+  manual_dir = manual_dir or os.path.join(builder._data_dir_root, 'downloads', 'manual')  # pylint: disable=protected-access
+  missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))]
+  if missing:
+    lines = [f'imagenet2012 is not prepared in {builder.data_dir!s} and cannot be built: '
+             f'{", ".join(missing)} not found in the manual_dir {manual_dir}.',
+             'Download from https://image-net.org/download-images (registration needed) and put:']
+    lines += [f'  {manual_dir}/{f}  ({what})' for f, what in IMAGENET_MANUAL_FILES.items()]
+    lines.append('then rerun (set --config.data.manual_dir / --config.data.data_dir); the first run '
+                 'converts them to array_record in data_dir. Or point --config.data.data_dir at an '
+                 'already prepared copy.')
+    raise DatasetNotFoundError('\n'.join(lines))
+
+
+def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None
+            ) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of ``name``, prepared in array_record format if it is not yet."""
+  _register_builtin_builders()
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise DatasetNotFoundError(f'unknown TFDS dataset {name!r}: {e}') from e
+  if not builder.is_prepared():
+    _check_manual_files(name, builder, manual_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+        file_format='array_record')
+  fmt = getattr(builder.info.file_format, 'value', builder.info.file_format)
+  if fmt is not None and str(fmt) != 'array_record':
+    raise DatasetNotFoundError(
+        f'{name} in {builder.data_dir} is stored as {fmt}; the input pipeline needs random access '
+        f'(array_record). Convert it once with: tfds convert_format --dataset_dir='
+        f'{builder.data_dir} --out_file_format=array_record, or prepare it in a new data_dir.')
+  return builder
+
+
+def open_source(name: str, split: str, data_dir: Optional[str] = None,
+                manual_dir: Optional[str] = None,
+                builder: Optional[tfds.core.DatasetBuilder] = None) -> Source:
+  """A :class:`Source` over ``split`` of TFDS dataset ``name`` (TFDS split syntax allowed)."""
+  builder = builder or prepare(name, data_dir, manual_dir)
+  try:
+    ds = builder.as_data_source(split)
+  except (KeyError, ValueError) as e:
+    raise ValueError(f'{name} has no split {split!r}; available: {list(builder.info.splits)}') from e
+  n = len(ds)
+  if n == 0:
+    raise ValueError(f'{name} split {split!r} is empty.')
+  features = builder.info.features
+  if 'image' not in features or 'label' not in features:
+    raise ValueError(f'{name} needs "image" and "label" features; it has {list(features)}')
+  return Source(name, split, ds.data_source, features, n)
+
+
+def prepare_on_all_processes(prepare_fn: Callable[[], Any]) -> Any:
+  """Runs ``prepare_fn`` on process 0 first, then on the others (no-op there when data_dir is
+  shared), so concurrent hosts never write the same TFDS directory."""
+  import jax
+  from jax.experimental import multihost_utils
+  if jax.process_count() == 1:
+    return prepare_fn()
+  out = prepare_fn() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('ghostnets_jax:prepare_data')
+  if jax.process_index() != 0:
+    out = prepare_fn()
+  return out

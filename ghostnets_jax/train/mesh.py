@@ -1,0 +1,109 @@
+"""Device mesh, shardings and multi-host setup (jit + NamedSharding; no pmap).
+
+The mesh has a ``data`` axis and an ``fsdp`` axis (``config.sharding.mesh_shape``, ``-1`` = the
+rest). The batch is split over both; parameters, optimizer state and EMA are split over
+``fsdp`` along their largest dimension that divides (leaves below ``fsdp_min_size`` elements
+stay replicated). With ``fsdp`` of size 1 this is plain data parallelism.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+AXES = ('data', 'fsdp')
+
+
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """``jax.distributed.initialize`` when ``config.distributed.initialize`` says so.
+
+  None (auto): on TPU pods and under SLURM / Open MPI / JAX_COORDINATOR_ADDRESS (JAX detects
+  the cluster); True: always (with the coordinator/process flags of ``config.distributed``);
+  False: single process.
+  """
+  d = config.distributed
+  mode = d.initialize
+  if mode is None:
+    env = ('SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE', 'JAX_COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
+           'MEGASCALE_COORDINATOR_ADDRESS')
+    mode = bool(d.coordinator_address) or any(os.environ.get(k) for k in env)
+  if not mode:
+    return
+  kwargs = {k: d[k] for k in ('coordinator_address', 'num_processes', 'process_id')
+            if d.get(k) is not None}
+  if d.get('local_device_ids'):
+    kwargs['local_device_ids'] = list(d.local_device_ids)
+  if jax.config.jax_platforms in (None, '', 'cpu') and d.cpu_collectives:
+    jax.config.update('jax_cpu_collectives_implementation', d.cpu_collectives)
+  jax.distributed.initialize(**kwargs)
+  logging.info('distributed: process %d of %d, %d local / %d global devices', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(mesh_shape: Sequence[int] = (-1, 1), axis_names: Sequence[str] = AXES,
+              devices: Optional[Sequence[jax.Device]] = None) -> Mesh:
+  """A mesh over ``devices`` (all by default); one ``-1`` in ``mesh_shape`` takes the rest."""
+  devices = list(devices) if devices is not None else jax.devices()
+  shape = list(mesh_shape)
+  if shape.count(-1) > 1:
+    raise ValueError(f'mesh_shape {tuple(mesh_shape)} has more than one -1')
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape:
+    if len(devices) % known:
+      raise ValueError(f'mesh_shape {tuple(mesh_shape)} does not divide {len(devices)} devices')
+    shape[shape.index(-1)] = len(devices) // known
+  if math.prod(shape) != len(devices):
+    raise ValueError(f'mesh_shape {tuple(shape)} needs {math.prod(shape)} devices, there are '
+                     f'{len(devices)}')
+  return jax.make_mesh(tuple(shape), tuple(axis_names), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over every mesh axis."""
+  return NamedSharding(mesh, P(tuple(mesh.axis_names)))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def leaf_sharding(mesh: Mesh, shape: Sequence[int], min_size: int = 2 ** 14,
+                  axis: str = 'fsdp') -> NamedSharding:
+  """Shards the largest dimension divisible by the ``axis`` size; replicates small leaves."""
+  n = mesh.shape.get(axis, 1)
+  if n == 1 or math.prod(shape) < min_size:
+    return replicated(mesh)
+  for d in sorted(range(len(shape)), key=lambda i: -shape[i]):
+    if shape[d] % n == 0:
+      spec = [None] * len(shape)
+      spec[d] = axis
+      return NamedSharding(mesh, P(*spec))
+  return replicated(mesh)
+
+
+def tree_shardings(mesh: Mesh, abstract_tree: Any, min_size: int = 2 ** 14) -> Any:
+  """Shardings for every leaf of ``abstract_tree`` (arrays or ShapeDtypeStructs)."""
+  return jax.tree_util.tree_map(lambda x: leaf_sharding(mesh, x.shape, min_size), abstract_tree)
+
+
+def global_batch(local: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles process-local numpy batches into global arrays split by ``sharding``."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def bn_num_groups(mesh: Mesh, bn_group_size: int) -> int:
+  """Number of BatchNorm groups: 1 (statistics over the global batch) when ``bn_group_size`` is
+  0, else devices / ``bn_group_size`` (each group = that many neighbouring devices)."""
+  n = mesh.devices.size
+  if not bn_group_size or bn_group_size >= n:
+    return 1
+  if n % bn_group_size:
+    raise ValueError(f'bn_group_size={bn_group_size} does not divide the {n} devices')
+  return n // bn_group_size

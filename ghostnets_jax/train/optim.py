@@ -1,0 +1,92 @@
+"""Optimizers, learning-rate schedules and the weight-decay mask, built from a config."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+OPTIMIZERS = ('sgd', 'rmsprop_tf', 'adamw', 'lamb')
+SCHEDULES = ('cosine', 'step', 'exponential', 'constant')
+
+
+def scaled_lr(config: ml_collections.ConfigDict) -> float:
+  """``optim.lr`` is stated for a global batch of ``optim.lr_ref_batch``: scale it linearly."""
+  return config.optim.lr * config.batch_size / config.optim.lr_ref_batch
+
+
+def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int
+                  ) -> optax.Schedule:
+  """Linear warmup from ``schedule.warmup_init_lr`` over ``warmup_epochs``, then ``name``.
+
+  cosine: to ``end_lr`` at the last step. step: times ``decay_rate`` at each epoch in
+  ``milestones`` (or every ``decay_epochs``). exponential: times ``decay_rate`` every
+  ``decay_epochs`` (fractional epochs allowed, staircase). constant.
+  """
+  s = config.schedule
+  peak = scaled_lr(config)
+  warmup = min(int(round(s.warmup_epochs * steps_per_epoch)), total_steps)
+  rest = max(total_steps - warmup, 1)
+  if s.name == 'cosine':
+    main = optax.cosine_decay_schedule(peak, rest, alpha=s.end_lr / peak if peak else 0.0)
+  elif s.name == 'step':
+    epochs = list(s.milestones) if s.milestones else [
+        s.decay_epochs * k for k in range(1, int(total_steps / steps_per_epoch / s.decay_epochs) + 1)]
+    bounds = {int(round(e * steps_per_epoch)) - warmup: s.decay_rate for e in epochs
+              if int(round(e * steps_per_epoch)) > warmup}
+    main = optax.piecewise_constant_schedule(peak, bounds)
+  elif s.name == 'exponential':
+    main = optax.exponential_decay(peak, max(int(round(s.decay_epochs * steps_per_epoch)), 1),
+                                   s.decay_rate, staircase=True, end_value=s.end_lr or None)
+  elif s.name == 'constant':
+    main = optax.constant_schedule(peak)
+  else:
+    raise ValueError(f'unknown schedule {s.name!r}; choose one of {SCHEDULES}')
+  if warmup == 0:
+    return main
+  return optax.join_schedules(
+      [optax.linear_schedule(s.warmup_init_lr, peak, warmup), main], [warmup])
+
+
+def weight_decay_mask(params: Any, exclude_1d: bool = True) -> Any:
+  """True where weight decay applies: everything but 1-D leaves (BN scale/bias, biases) when
+  ``exclude_1d``."""
+  return jax.tree_util.tree_map(lambda p: not exclude_1d or p.ndim > 1, params)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
+                   ) -> optax.GradientTransformation:
+  """The optimizer of ``config.optim`` with clipping and (masked) weight decay.
+
+  sgd: torch SGD (coupled L2 decay, momentum, optional Nesterov). rmsprop_tf: TF/timm
+  RMSpropTF (accumulator starts at 1, eps inside the sqrt, lr inside the momentum, coupled
+  decay). adamw / lamb: decoupled decay.
+  """
+  o = config.optim
+  mask = lambda p: weight_decay_mask(p, o.wd_exclude_1d)  # noqa: E731
+  parts = []
+  if o.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(o.grad_clip_norm))
+  if o.name == 'sgd':
+    parts += [optax.add_decayed_weights(o.weight_decay, mask),
+              optax.sgd(schedule, momentum=o.momentum or None, nesterov=o.nesterov)]
+  elif o.name == 'rmsprop_tf':
+    parts += [optax.add_decayed_weights(o.weight_decay, mask),
+              optax.rmsprop(schedule, decay=o.rms_decay, eps=o.eps, initial_scale=1.0,
+                            eps_in_sqrt=True, momentum=o.momentum or None, nesterov=o.nesterov)]
+  elif o.name == 'adamw':
+    parts.append(optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                             mask=mask))
+  elif o.name == 'lamb':
+    parts.append(optax.lamb(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
+                            mask=mask))
+  else:
+    raise ValueError(f'unknown optimizer {o.name!r}; choose one of {OPTIMIZERS}')
+  return optax.chain(*parts)
+
+
+def global_norm(tree: Any) -> jax.Array:
+  return optax.global_norm(tree).astype(jnp.float32)
+

@@ -1,0 +1,49 @@
+"""Train or evaluate a model of the registry.
+
+  python main.py --config=configs/g_ghost_regnet.py:demo --workdir=/tmp/demo
+  python main.py --config=configs/repghost.py:repghostnet_150 --workdir=gs://bucket/run \
+      --config.data.data_dir=gs://bucket/tfds --config.batch_size=2048
+  python main.py --config=configs/ghostnet.py --workdir=/tmp/run --mode=eval \
+      --config.eval.checkpoint=best
+
+Rerunning the same command resumes from the latest checkpoint in --workdir.
+"""
+from __future__ import annotations
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file, optionally with a variant: '
+                                'configs/<family>.py:<model or demo>.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and config.json.')
+flags.DEFINE_enum('mode', 'train_and_eval', ['train', 'eval', 'train_and_eval'], 'What to run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietLibraries(logging.logging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the console (warnings still pass)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= logging.logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  from ghostnets_jax.train import mesh, trainer   # after flag parsing: imports jax / tf
+  import tensorflow as tf
+  tf.config.set_visible_devices([], 'GPU')        # tf.data only: keep TensorFlow off the GPUs
+  mesh.initialize_distributed(FLAGS.config)
+  import jax
+  logging.info('JAX process %d/%d, %d devices (%s)', jax.process_index(), jax.process_count(),
+               jax.device_count(), jax.default_backend())
+  if FLAGS.mode == 'eval':
+    trainer.evaluate(FLAGS.config, FLAGS.workdir)
+  else:
+    trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+
+
+if __name__ == '__main__':
+  app.run(main)
