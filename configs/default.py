@@ -35,6 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
 
   c.data = ml_collections.ConfigDict()
+  c.data.source = 'tfds'            # tfds (data.dataset) | folder (data.train_dir / eval_dir)
   c.data.dataset = 'imagenet2012'   # any TFDS image classification set (array_record)
   c.data.data_dir = ml_collections.config_dict.placeholder(str)
   c.data.manual_dir = ml_collections.config_dict.placeholder(str)
@@ -44,6 +45,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.sampler_kwargs = ml_collections.ConfigDict()
   c.data.threads = ml_collections.config_dict.placeholder(int)   # tf.data threads (None: all)
   c.data.prefetch = 2
+  c.data.train_dir = ''             # source=folder: ImageFolder layout, one sub-folder per class
+  c.data.eval_dir = ''              # (same class folders; '' = no eval set)
+  c.data.on_corrupt = 'error'       # folder: an undecodable image raises naming it | 'skip' (warns)
+  c.data.allow_empty_classes = False   # folder: keep class folders without images as classes
 
   c.aug = ml_collections.ConfigDict()
   c.aug.crop_scale = (0.08, 1.0)    # Inception random-resized crop
@@ -107,10 +112,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.distill.temperature = 1.0
 
   c.init = ml_collections.ConfigDict()   # fine-tuning: start from other weights
-  c.init.torch_checkpoint = ''      # a PyTorch file of this model (via ghostnets_jax.convert)
-  c.init.workdir = ''               # or another run's workdir
-  c.init.step = 'latest'            # latest | best | <step>
-  c.init.use_ema = False
+  c.init.checkpoint = ''            # .pth/.pt/.bin/.safetensors, MindSpore .ckpt, or a run's workdir
+  c.init.torch_checkpoint = ''      # (older spelling for a PyTorch file)
+  c.init.workdir = ''               # (older spelling for a run)
+  c.init.step = 'latest'            # run: latest | best | <step>
+  c.init.use_ema = False            # run: its EMA weights
+  c.init.required = False           # True: refuse to start without init weights
+
+  c.finetune = ml_collections.ConfigDict()   # ghostnets_jax/train/finetune.py
+  c.finetune.freeze = 'none'        # none | trunk (everything but the classifier gets no updates)
+  c.finetune.freeze_bn = ml_collections.config_dict.placeholder(bool)   # None: = (freeze == 'trunk')
+  c.finetune.trunk_lr_mult = 1.0    # trunk updates x this (lr of the trunk = mult x optim.lr)
+  c.finetune.reset_head = False     # True: fresh head even when num_classes matches the weights
 
   c.sharding = ml_collections.ConfigDict()
   c.sharding.mesh_shape = (-1, 1)   # (data, fsdp); -1 = all remaining devices

@@ -122,3 +122,51 @@ def prepare_on_all_processes(prepare_fn: Callable[[], Any]) -> Any:
   if jax.process_index() != 0:
     out = prepare_fn()
   return out
+
+
+SOURCES = ('tfds', 'folder')
+
+
+def _open_folder(field: str, root: str, split: str, d: Any):
+  from ghostnets_jax.data.image_folder import open_image_folder
+  if not root:
+    raise ValueError(f'data.source=folder needs --config.data.{field}=<folder with one sub-folder '
+                     'per class>.')
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f'config.data.{field}: image folder not found: {root}')
+  return open_image_folder(root, split, on_corrupt=d.on_corrupt,
+                           allow_empty_classes=d.allow_empty_classes)
+
+
+def open_splits(d: Any, *, train: bool = True, evaluate: bool = True) -> tuple[Any, Any]:
+  """``(train source, eval source)`` of ``config.data`` (None where not wanted or not set).
+
+  ``d.source``: 'tfds' (``d.dataset`` prepared in ``d.data_dir``; splits ``train_split`` /
+  ``eval_split``) or 'folder' (ImageFolder layout: ``d.train_dir`` / ``d.eval_dir``; the eval
+  folder must have the train folder's classes).
+  """
+  source = d.get('source', 'tfds')
+  if source == 'folder':
+    train_src = _open_folder('train_dir', d.train_dir, 'train', d) if train else None
+    eval_src = (_open_folder('eval_dir', d.eval_dir, 'validation', d)
+                if evaluate and d.eval_dir else None)
+    if train_src is not None and eval_src is not None and (
+        train_src.class_names != eval_src.class_names):
+      only_t = sorted(set(train_src.class_names) - set(eval_src.class_names))
+      only_e = sorted(set(eval_src.class_names) - set(train_src.class_names))
+      raise ValueError(f'the class folders of data.train_dir ({d.train_dir}) and data.eval_dir '
+                       f'({d.eval_dir}) differ (labels are sorted folder names): only in train '
+                       f'{only_t}, only in eval {only_e}. Give both the same class folders '
+                       '(an empty one plus data.allow_empty_classes=True is fine).')
+    return train_src, eval_src
+  if source != 'tfds':
+    raise ValueError(f'config.data.source must be one of {SOURCES}, got {source!r}.')
+  if not d.dataset:
+    raise ValueError('config.data.dataset is empty: name a TFDS dataset (--config.data.dataset='
+                     'oxford_flowers102) or use a folder (--config.data.source=folder '
+                     '--config.data.train_dir=... --config.data.eval_dir=...).')
+  builder = prepare_on_all_processes(lambda: prepare(d.dataset, d.data_dir, d.manual_dir))
+  eval_src = (open_source(d.dataset, d.eval_split, builder=builder)
+              if evaluate and d.eval_split else None)
+  train_src = open_source(d.dataset, d.train_split, builder=builder) if train else None
+  return train_src, eval_src

@@ -4,6 +4,8 @@ Under ``jax.jit`` over a batch sharded across devices, the batch mean and varian
 the *global* batch (XLA inserts the cross-device reductions): synchronised BN, as
 ``torch.nn.SyncBatchNorm``. :func:`batch_norm_groups` splits the batch into contiguous groups with
 their own statistics instead (SyncBN with process groups; ``bn_group_size`` in the trainer).
+:func:`frozen_batch_norm` makes every BatchNorm use its running statistics even in training mode
+(fine-tuning with frozen BN, as detectron2's ``FrozenBatchNorm2d``).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 _bn_num_groups = contextvars.ContextVar('ghostnets_jax_bn_num_groups', default=1)
+_bn_frozen = contextvars.ContextVar('ghostnets_jax_bn_frozen', default=False)
 
 
 @contextlib.contextmanager
@@ -41,6 +44,18 @@ def current_batch_norm_groups() -> int:
   return _bn_num_groups.get()
 
 
+@contextlib.contextmanager
+def frozen_batch_norm(frozen: bool = True) -> Iterator[None]:
+  """Inside (``frozen=True``), BatchNorm normalises with its running statistics and leaves them
+  unchanged, whatever ``train`` says (read at trace time: enter it inside the jitted function).
+  Dropout and drop-path still follow ``train``."""
+  token = _bn_frozen.set(bool(frozen))
+  try:
+    yield
+  finally:
+    _bn_frozen.reset(token)
+
+
 class BatchNorm(nn.Module):
   """Batch normalisation over all axes but the last (NHWC or NC).
 
@@ -60,6 +75,7 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, use_running_average: Optional[bool] = None) -> jax.Array:
     use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    use_ra = use_ra or _bn_frozen.get()
     c = x.shape[-1]
     ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((c,), jnp.float32))

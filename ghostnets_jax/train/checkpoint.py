@@ -3,6 +3,11 @@
 Async saves; the last ``keep`` checkpoints plus the ``keep_best`` best by eval top-1 are kept.
 Restores build their target from the *current* mesh, so a checkpoint written on 8 devices (or a
 GPU/TPU) restores on 1 CPU device, or onto another mesh.
+
+:func:`restore_variables` reads only the weights of a run (a run directory, its ``checkpoints``
+directory or one step's directory), with no config or mesh; importing this module registers it
+with :func:`ghostnets_jax.convert.load_checkpoint`, so an orbax run directory loads like a
+PyTorch or MindSpore file.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from ghostnets_jax.convert import CheckpointFormat, register_checkpoint_format
 from ghostnets_jax.train.state import TrainState
 
 BEST_METRIC = 'top1'
@@ -103,3 +109,48 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _is_step_dir(path: str) -> bool:
+  return os.path.isdir(os.path.join(path, 'state'))
+
+
+def is_run_checkpoint(path: str) -> bool:
+  """A run directory (holding ``checkpoints/``), a ``checkpoints`` directory with saved steps,
+  or one saved step (holding ``state/``)."""
+  if not os.path.isdir(path):
+    return False
+  if os.path.isdir(os.path.join(path, 'checkpoints')) or _is_step_dir(path):
+    return True
+  return any(d.isdigit() and _is_step_dir(os.path.join(path, d)) for d in os.listdir(path))
+
+
+def restore_variables(path: str, which: Union[str, int] = 'latest', use_ema: bool = False) -> dict:
+  """``{'params', 'batch_stats'}`` (host numpy) of a run's checkpoint, without its config.
+
+  ``path``: the run's workdir, its ``checkpoints`` directory (``which``: 'latest', 'best' or a
+  step), or one step's directory (``which`` ignored).
+  """
+  if _is_step_dir(path):
+    state_dir, what = os.path.join(path, 'state'), path
+  else:
+    ckpt_dir = os.path.join(path, 'checkpoints')
+    ckpt = Checkpointer(ckpt_dir if os.path.isdir(ckpt_dir) else path, read_only=True,
+                        async_save=False)
+    step = ckpt.resolve(which)
+    state_dir, what = os.path.join(ckpt.directory, str(step), 'state'), f'{path} step {step}'
+    ckpt.close()
+  tree = ocp.StandardCheckpointer().restore(os.path.abspath(state_dir))
+  if use_ema and not tree.get('ema'):
+    raise ValueError(f'{what} has no EMA weights (its run had ema.decay = 0); set use_ema False.')
+  src = tree['ema'] if use_ema else tree
+  return {'params': src['params'], 'batch_stats': src.get('batch_stats', {})}
+
+
+def _load_run(name: str, path: str, *, step: Union[str, int] = 'latest', use_ema: bool = False,
+              **unused) -> dict:
+  del name, unused   # the run's own model: module overrides are already in its shapes
+  return restore_variables(path, step, use_ema)
+
+
+register_checkpoint_format(CheckpointFormat('orbax-run', is_run_checkpoint, _load_run))

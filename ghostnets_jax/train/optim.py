@@ -62,13 +62,12 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
 
   sgd: torch SGD (coupled L2 decay, momentum, optional Nesterov). rmsprop_tf: TF/timm
   RMSpropTF (accumulator starts at 1, eps inside the sqrt, lr inside the momentum, coupled
-  decay). adamw / lamb: decoupled decay.
+  decay). adamw / lamb: decoupled decay. With ``config.finetune`` freezing the trunk or scaling
+  its lr, the trunk and the head get their own copy (:func:`split_trunk`); clipping stays global.
   """
   o = config.optim
   mask = lambda p: weight_decay_mask(p, o.wd_exclude_1d)  # noqa: E731
   parts = []
-  if o.grad_clip_norm:
-    parts.append(optax.clip_by_global_norm(o.grad_clip_norm))
   if o.name == 'sgd':
     parts += [optax.add_decayed_weights(o.weight_decay, mask),
               optax.sgd(schedule, momentum=o.momentum or None, nesterov=o.nesterov)]
@@ -84,7 +83,32 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
                             mask=mask))
   else:
     raise ValueError(f'unknown optimizer {o.name!r}; choose one of {OPTIMIZERS}')
+  ft = config.get('finetune')
+  if ft is not None and (ft.freeze == 'trunk' or ft.trunk_lr_mult != 1.0):
+    parts = [split_trunk(optax.chain(*parts), 0.0 if ft.freeze == 'trunk' else ft.trunk_lr_mult)]
+  if o.grad_clip_norm:
+    parts.insert(0, optax.clip_by_global_norm(o.grad_clip_norm))
   return optax.chain(*parts)
+
+
+def trunk_labels(params: Any) -> Any:
+  """'head' for the classifier (and the loss's own parameters), 'trunk' for everything else."""
+  from ghostnets_jax.train.state import is_head
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: 'head' if is_head(tuple(str(getattr(k, 'key', k)) for k in path)) else 'trunk',
+      params)
+
+
+def split_trunk(tx: optax.GradientTransformation, trunk_lr_mult: float
+                ) -> optax.GradientTransformation:
+  """``tx`` on the head; on the trunk ``tx`` with its updates times ``trunk_lr_mult`` (the same
+  as a ``trunk_lr_mult`` times smaller lr for every optimizer here), or nothing at all when it
+  is 0 (frozen: zero updates, no optimizer state)."""
+  if trunk_lr_mult < 0:
+    raise ValueError(f'finetune.trunk_lr_mult must be >= 0, got {trunk_lr_mult}')
+  trunk = (optax.set_to_zero() if trunk_lr_mult == 0
+           else optax.chain(tx, optax.scale(trunk_lr_mult)))
+  return optax.multi_transform({'trunk': trunk, 'head': tx}, trunk_labels)
 
 
 def global_norm(tree: Any) -> jax.Array:

@@ -106,13 +106,20 @@ def merge_pretrained(fresh: dict, loaded: dict, *, what: str = 'checkpoint'
   return unflatten_dict(out, sep='/'), reinit
 
 
-def load_pretrained(state: TrainState, loaded: dict, shardings: TrainState, *, what: str
-                    ) -> TrainState:
-  """Replaces params/batch_stats (and EMA) of ``state`` by ``loaded`` ``{'params', 'batch_stats'}``."""
+def without_head(variables: dict) -> dict:
+  """``variables`` less every head leaf (see :data:`HEAD_NAMES`)."""
+  flat = flatten_dict(variables, sep='/')
+  return unflatten_dict({k: v for k, v in flat.items() if not is_head(tuple(k.split('/')))}, sep='/')
+
+
+def load_pretrained(state: TrainState, loaded: dict, shardings: TrainState, *, what: str,
+                    reset_head: bool = False) -> TrainState:
+  """Replaces params/batch_stats (and EMA) of ``state`` by ``loaded`` ``{'params', 'batch_stats'}``;
+  with ``reset_head`` the head keeps its fresh initialisation even where its shape fits."""
   fresh = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
-  loaded = {**loaded, 'params': {k: v for k, v in loaded['params'].items() if k != '_loss'}}
-  merged, reinit = merge_pretrained(fresh, {'params': loaded['params'],
-                                            'batch_stats': loaded.get('batch_stats', {})}, what=what)
+  loaded = {'params': {k: v for k, v in loaded['params'].items() if k != '_loss'},
+            'batch_stats': loaded.get('batch_stats', {})}
+  merged, reinit = merge_pretrained(fresh, without_head(loaded) if reset_head else loaded, what=what)
   if reinit:
     logging.info('initialised from %s; re-initialised head: %s', what, ', '.join(reinit))
   params = jax.device_put(merged['params'], shardings.params)

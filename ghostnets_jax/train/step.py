@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics
 
-from ghostnets_jax.layers.norm import batch_norm_groups
+from ghostnets_jax.layers.norm import batch_norm_groups, frozen_batch_norm
 from ghostnets_jax.train.state import TrainState
 
 _BATCH_TRANSFORMS: dict[str, Callable[..., tuple[jax.Array, jax.Array]]] = {}
@@ -140,6 +140,7 @@ class StepConfig:
   distill_alpha: float = 0.0
   distill_temperature: float = 1.0
   seed: int = 0
+  freeze_bn: bool = False       # BN normalises with its running statistics; they stay as they are
 
 
 TrainMetrics = metrics.Collection.create(
@@ -160,7 +161,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
   def micro_loss(params, batch_stats, mb, rng, teacher_vars):
     model_params, loss_params = split_params(params)
     rng_drop, rng_loss = jax.random.split(rng)
-    with batch_norm_groups(cfg.bn_groups):
+    with batch_norm_groups(cfg.bn_groups), frozen_batch_norm(cfg.freeze_bn):
       outputs, updates = model.apply({'params': model_params, 'batch_stats': batch_stats},
                                      mb['image'], train=True, mutable=['batch_stats'],
                                      rngs={'dropout': rng_drop}, method=loss.method)
@@ -204,6 +205,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
           body, (zeros, state.batch_stats), (mbs, jax.random.split(rng_drop, k)))
       grads = jax.tree_util.tree_map(lambda g: g / k, grads)
       loss = jnp.mean(losses)
+    if cfg.freeze_bn:
+      stats = state.batch_stats
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema

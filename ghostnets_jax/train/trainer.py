@@ -26,8 +26,9 @@ from clu import metric_writers, periodic_actions
 from ghostnets_jax.data import datasets, pipeline, preprocess
 from ghostnets_jax.registry import create_model, get_spec, module_fields
 from ghostnets_jax.train import mesh as mesh_lib
-from ghostnets_jax.train import evaluators, optim, state as state_lib, step as step_lib
-from ghostnets_jax.train.checkpoint import BEST_METRIC, Checkpointer
+from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
+from ghostnets_jax.train.checkpoint import (BEST_METRIC, Checkpointer, is_run_checkpoint,
+                                            restore_variables)
 
 def _dtype(name: str) -> Any:
   dtypes = {'float32': None, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
@@ -91,15 +92,10 @@ class Experiment:
                                    use_ema=bool(c.ema.decay), rng=jax.random.key(c.seed),
                                    shardings=self.shardings,
                                    loss_init=step_lib.get_loss(c.loss).init_params)
-    if c.init.torch_checkpoint:
-      from ghostnets_jax.convert import load_torch_checkpoint
-      loaded = load_torch_checkpoint(c.model, c.init.torch_checkpoint)
-      state = state_lib.load_pretrained(state, loaded, self.shardings,
-                                        what=f'PyTorch checkpoint {c.init.torch_checkpoint}')
-    elif c.init.workdir:
-      loaded = restore_variables(c.init.workdir, c.init.step, c.init.use_ema)
-      state = state_lib.load_pretrained(state, loaded, self.shardings,
-                                        what=f'run {c.init.workdir} ({c.init.step})')
+    src = finetune.pretrained_variables(c)
+    if src is not None:
+      state = state_lib.load_pretrained(state, src[0], self.shardings, what=src[1],
+                                        reset_head=bool(c.get('finetune', {}).get('reset_head')))
     return state
 
   def restore(self, which) -> tuple[int, state_lib.TrainState, dict]:
@@ -163,7 +159,7 @@ def step_config(c: ml_collections.ConfigDict, num_classes: int, bn_groups: int =
       batch_transform=transform, batch_transform_kwargs=tuple(sorted(kwargs.items())),
       distill_alpha=c.distill.alpha if c.distill.teacher else 0.0,
       distill_temperature=c.distill.temperature, seed=c.seed,
-      loss_kwargs=tuple(sorted(c.loss_kwargs.to_dict().items())))
+      loss_kwargs=tuple(sorted(c.loss_kwargs.to_dict().items())), freeze_bn=finetune.freeze_bn(c))
 
 
 def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Optional[int],
@@ -216,11 +212,12 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
 def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True) -> Experiment:
   c = config
   mesh = mesh_lib.make_mesh(c.sharding.mesh_shape, c.sharding.axis_names)
-  d = c.data
-  builder = datasets.prepare_on_all_processes(
-      lambda: datasets.prepare(d.dataset, d.data_dir, d.manual_dir))
-  eval_source = datasets.open_source(d.dataset, d.eval_split, builder=builder) if d.eval_split else None
-  train_source = datasets.open_source(d.dataset, d.train_split, builder=builder) if train else None
+  resuming = is_run_checkpoint(os.path.join(workdir, 'checkpoints'))   # not reading init.*
+  finetune.validate(c, check_init=train and not resuming)
+  train_source, eval_source = datasets.open_splits(c.data, train=train)
+  if train_source is None and eval_source is None:
+    raise ValueError('no evaluation data: set config.data.eval_split (TFDS) or config.data.eval_dir '
+                     '(data.source=folder).')
   num_classes = c.num_classes or (train_source or eval_source).num_classes
   resolved = resolve(c, num_classes, len(train_source) if train_source else None, mesh)
   model = build_model(c, num_classes)
@@ -269,19 +266,6 @@ def build_teacher(c: ml_collections.ConfigDict, num_classes: int, image_size: in
     raise ValueError('config.distill.teacher needs weights: set distill.torch_checkpoint (a '
                      'PyTorch file) or distill.workdir (a ghostnets_jax run).')
   return teacher, jax.device_put(variables, mesh_lib.replicated(mesh))
-
-
-def restore_variables(workdir: str, which: Any = 'latest', use_ema: bool = False) -> dict:
-  """``{'params', 'batch_stats'}`` (host numpy) of another run's checkpoint, without its config."""
-  import orbax.checkpoint as ocp
-  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), read_only=True, async_save=False)
-  step = ckpt.resolve(which)
-  path = os.path.join(ckpt.directory, str(step), 'state')
-  tree = ocp.StandardCheckpointer().restore(path)
-  src = tree['ema'] if use_ema and tree.get('ema') else tree
-  if use_ema and not tree.get('ema'):
-    raise ValueError(f'{workdir} step {step} has no EMA weights (its run had ema.decay = 0)')
-  return {'params': src['params'], 'batch_stats': src.get('batch_stats', {})}
 
 
 def _write_configs(exp: Experiment) -> None:
@@ -356,6 +340,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError(f'mode must be train or train_and_eval, got {mode!r}')
   exp = build(config, workdir, train=True)
   c, r = exp.config, exp.resolved
+  if mode == 'train_and_eval' and exp.eval_source is None:
+    raise ValueError('--mode=train_and_eval needs evaluation data: set config.data.eval_split '
+                     '(TFDS) or config.data.eval_dir (data.source=folder), or use --mode=train.')
   _write_configs(exp)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   train_iter = exp.train_iterator()
