@@ -44,11 +44,12 @@ def embedded_data_dir() -> str:
 REFERENCE_RUN = {'num_train_steps': 4, 'checkpoint.every_steps': 2, 'ema.decay': 0.9}
 
 
-def tiny_config(**overrides):
-  """The g_ghost_regnet demo config on the embedded data with the tiny GhostNet at 32 px."""
+def tiny_config(base=None, **overrides):
+  """The g_ghost_regnet demo config (or the config ``base``) on the embedded data with the tiny
+  GhostNet at 32 px."""
   from configs import g_ghost_regnet
   import ml_collections
-  c = g_ghost_regnet.get_config('demo')
+  c = base if base is not None else g_ghost_regnet.get_config('demo')
   c.model = 'ghostnet_050'
   c.model_kwargs = ml_collections.ConfigDict({'cfgs': TINY_CFGS, 'head_chs': 64})
   c.data.data_dir = embedded_data_dir()

@@ -142,6 +142,15 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
                             num_classes=num_classes, **overrides)
 
 
+def _create(name: str, num_classes: int, overrides: Mapping[str, Any]):
+  """``create_model``; fields its builder sets itself (e.g. a smaller ``cfgs``) via ``clone``,
+  as the trainer's ``config.model_kwargs``."""
+  try:
+    return create_model(name, num_classes=num_classes, **overrides)
+  except TypeError:
+    return create_model(name, num_classes=num_classes).clone(**overrides)
+
+
 def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRules, *,
                        deploy: bool = False, num_classes: Optional[int] = None,
                        **overrides: Any) -> dict:
@@ -151,7 +160,7 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRul
   if num_classes is None:
     head = sd.get(rules.head_key) if rules.head_key else None
     num_classes = int(head.shape[0]) if head is not None else 1000
-  model = create_model(name, num_classes=num_classes, **overrides)
+  model = _create(name, num_classes, overrides)
   layouts = (_deploy_layouts(model, spec.input_size) if deploy
              else [abstract_variables(model, spec.input_size)])
   first = None
