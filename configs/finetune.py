@@ -21,11 +21,13 @@ the head alone (a linear probe; BN statistics then stay frozen too, ``finetune.f
 from __future__ import annotations
 
 from configs import default
-from ghostnets_jax.registry import list_models
+from ghostnets_jax import list_models
+
+MODELS = tuple(list_models())   # any registered model
 
 
 def get_config(arg: str | None = None):
-  variant = default.select(arg, tuple(list_models()), 'ghostnet_100')
+  variant = default.select(arg, MODELS, 'ghostnet_100')
   c = default.get_config()
   c.model = variant
   c.init.required = True
