@@ -159,6 +159,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return c
 
 
+def override(c: ml_collections.ConfigDict, fields: dict) -> ml_collections.ConfigDict:
+  """Sets dotted fields (``{'optim.lr': 0.1}``), as ``--config.optim.lr=0.1`` does."""
+  for key, value in fields.items():
+    *path, last = key.split('.')
+    node = c
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
 def select(arg: str | None, models: tuple[str, ...], default: str) -> str:
   """The variant named by ``path:variant`` (a model name or 'demo')."""
   arg = arg or default

@@ -48,17 +48,11 @@ def folder_config(model: str, checkpoint: str, train_dir: str, eval_dir: Optiona
                   **overrides: Any):
   """``configs/finetune.py:<model>`` (or ``demo``) reading ``train_dir`` / ``eval_dir``;
   ``overrides``: dotted config fields (``{'finetune.freeze': 'trunk'}``)."""
-  from configs import finetune
+  from configs import default, finetune
   c = finetune.get_config(model)
   c.init.checkpoint = checkpoint
   c.data.source, c.data.train_dir, c.data.eval_dir = 'folder', train_dir, eval_dir or ''
-  for key, value in overrides.items():
-    *path, last = key.split('.')
-    node = c
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  return default.override(c, overrides)
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -47,7 +47,7 @@ REFERENCE_RUN = {'num_train_steps': 4, 'checkpoint.every_steps': 2, 'ema.decay':
 def tiny_config(base=None, **overrides):
   """The g_ghost_regnet demo config (or the config ``base``) on the embedded data with the tiny
   GhostNet at 32 px."""
-  from configs import g_ghost_regnet
+  from configs import default, g_ghost_regnet
   import ml_collections
   c = base if base is not None else g_ghost_regnet.get_config('demo')
   c.model = 'ghostnet_050'
@@ -59,13 +59,7 @@ def tiny_config(base=None, **overrides):
   c.compiler_options = FAST_COMPILE
   c.log_every_steps = 2
   c.checkpoint.async_save = True
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split('.')
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return default.override(c, overrides)
 
 
 def flat(tree) -> dict[str, np.ndarray]:
