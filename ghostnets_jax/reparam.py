@@ -7,12 +7,14 @@ ops), and works for every model in the registry: each model has a ``deploy`` fie
 single-branch form reads the fused variables.
 
 The walk over the variables applies the first matching :class:`FusionRule` to each subtree.
-The built-in rule folds ``ConvBN`` (``{'conv', 'bn'}``); multi-branch layers register theirs.
+The built-in rule folds ``ConvBN`` (``{'conv', 'bn'}``); multi-branch layers register theirs
+(``ghostnets_jax.layers.RepConvBN``).
 Kernels are HWIO ``(kh, kw, in/groups, out)``; biases ``(out,)``.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -65,10 +67,16 @@ def merge_branches(branches: Iterable[tuple[jax.Array, jax.Array]]) -> tuple[jax
 
 @dataclasses.dataclass(frozen=True)
 class FusionRule:
-  """``match(params, stats)`` recognises a subtree; ``fuse(params, stats)`` returns its deploy params."""
+  """``match(params, stats)`` recognises a subtree; ``fuse(params, stats)`` returns its deploy params.
+
+  ``multi_branch``: the rule merges parallel branches. Reference implementations (timm, the
+  official repos) re-parameterize exactly these in their deploy checkpoints and keep plain
+  conv + BN pairs unfused; ``fuse_variables(..., multi_branch_only=True)`` gives that form.
+  """
   name: str
   match: Callable[[Tree, Tree], bool]
   fuse: Callable[[Tree, Tree], dict]
+  multi_branch: bool = False
 
 
 FUSION_RULES: list[FusionRule] = []
@@ -93,15 +101,15 @@ def _fuse_conv_bn(p: Tree, s: Tree) -> dict:
 FUSION_RULES.append(FusionRule('conv_bn', _is_conv_bn, _fuse_conv_bn))
 
 
-def _walk(p: Tree, s: Tree) -> tuple[dict, dict]:
-  for rule in FUSION_RULES:
+def _walk(p: Tree, s: Tree, rules: Sequence[FusionRule]) -> tuple[dict, dict]:
+  for rule in rules:
     if rule.match(p, s):
       return rule.fuse(p, s), {}
   out_p, out_s = {}, {}
   for key, value in p.items():
     child_s = s.get(key, {}) if isinstance(s, Mapping) else {}
     if isinstance(value, Mapping):
-      cp, cs = _walk(value, child_s)
+      cp, cs = _walk(value, child_s, rules)
       out_p[key] = cp
       if cs:
         out_s[key] = cs
@@ -115,13 +123,35 @@ def _walk(p: Tree, s: Tree) -> tuple[dict, dict]:
   return out_p, out_s
 
 
-def fuse_variables(variables: Tree) -> dict:
-  """Deploy variables: every ConvBN / multi-branch subtree replaced by its fused conv."""
-  params, stats = _walk(variables['params'], variables.get('batch_stats', {}))
+def fuse_variables(variables: Tree, multi_branch_only: bool = False) -> dict:
+  """Deploy variables: every ConvBN / multi-branch subtree replaced by its fused conv.
+
+  ``multi_branch_only=True`` fuses only multi-branch layers and keeps conv + BN pairs: the
+  layout of the reference implementations' deploy checkpoints (see :class:`FusionRule`).
+  """
+  rules = [r for r in FUSION_RULES if r.multi_branch or not multi_branch_only]
+  params, stats = _walk(variables['params'], variables.get('batch_stats', {}), rules)
   out = {'params': params}
   if stats:
     out['batch_stats'] = stats
   return out
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_fuse(cpu: bool) -> Callable[[Tree], dict]:
+  # On CPU at XLA's lowest backend optimisation level: the hundreds of tiny ops compile several
+  # times faster and compute the same numbers (as ``ghostnets_jax.initialize.init_variables``).
+  return jax.jit(fuse_variables, compiler_options={'xla_backend_optimization_level': 0} if cpu else None)
+
+
+def fuse(variables: Tree) -> dict:
+  """:func:`fuse_variables` as one compiled computation (inlined when already being traced).
+
+  Eagerly, each of the hundreds of small ops would dispatch (and, on first use, compile) alone.
+  """
+  if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(variables)):
+    return fuse_variables(variables)
+  return _jitted_fuse(jax.default_backend() == 'cpu')(variables)
 
 
 def reparameterize(model: nn.Module, variables: Tree) -> tuple[nn.Module, dict]:
@@ -130,4 +160,4 @@ def reparameterize(model: nn.Module, variables: Tree) -> tuple[nn.Module, dict]:
     raise ValueError(f'{type(model).__name__} has no deploy form (no `deploy` field).')
   if 'params' not in variables:
     raise ValueError("variables must hold a 'params' collection (and 'batch_stats').")
-  return model.clone(deploy=True), fuse_variables(variables)
+  return model.clone(deploy=True), fuse(variables)

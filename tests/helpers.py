@@ -32,6 +32,10 @@ def randomize_bn_stats(variables: dict, seed: int = 0) -> dict:
                'var': jnp.asarray(rng.uniform(0.5, 2.0, c), jnp.float32)}
       out_p = {'scale': jnp.asarray(rng.uniform(0.5, 1.5, c), jnp.float32),
                'bias': jnp.asarray(rng.normal(0, 0.2, c), jnp.float32)}
+    elif any(k.startswith('conv_kxk_') for k in out_p):
+      # RepConvBN: n parallel BN-ed branches are summed; scale each by 1/n so activations stay
+      # O(1) through deep stacks (GhostNetV3 logits reach 1e10 otherwise, beyond float32 checks).
+      out_p = {k: _scale_bn(v, 1.0 / len(out_p)) for k, v in out_p.items()}
     else:
       for k, v in s.items():
         if k not in p:
@@ -40,6 +44,13 @@ def randomize_bn_stats(variables: dict, seed: int = 0) -> dict:
 
   params, stats = visit(variables['params'], variables.get('batch_stats', {}))
   return {'params': params, 'batch_stats': stats} if stats else {'params': params}
+
+
+def _scale_bn(branch: dict, factor: float) -> dict:
+  """Multiplies the affine BN parameters of a ConvBN (``{'conv', 'bn'}``) or BatchNorm subtree."""
+  if 'bn' in branch:
+    return {**branch, 'bn': _scale_bn(branch['bn'], factor)}
+  return {k: v * factor for k, v in branch.items()}
 
 
 def random_variables(model, size: int = SMALL, seed: int = 0) -> dict:

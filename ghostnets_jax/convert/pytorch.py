@@ -6,8 +6,9 @@ keys raise :class:`CheckpointMismatchError` naming them.
 """
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 
 from ghostnets_jax.convert.rules import get_torch_rules, strip_prefix
 from ghostnets_jax.registry import create_model, get_spec
+from ghostnets_jax.reparam import fuse, fuse_variables
 
 
 class CheckpointMismatchError(ValueError):
@@ -85,35 +87,26 @@ def normalize_state_dict(name: str, state_dict: Mapping[str, Any]) -> dict[str, 
   return {k: v for k, v in sd.items() if not rules.ignored(k)}
 
 
+@functools.lru_cache(maxsize=32)
 def abstract_variables(model, input_size: int = 64) -> dict:
-  """Shapes of ``model``'s variables (no computation)."""
+  """Shapes of ``model``'s variables (no computation; cached: tracing a large model takes seconds)."""
   x = jax.ShapeDtypeStruct((1, input_size, input_size, 3), jnp.float32)
   return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x)
 
 
-def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False,
-               num_classes: Optional[int] = None, **overrides: Any) -> dict:
-  """Converts a PyTorch state dict of model ``name`` into Flax ``{'params', 'batch_stats'}``.
+def _deploy_layouts(model, input_size: int) -> Iterator[dict]:
+  """Variable layouts of deploy checkpoints: the reference implementations' (multi-branch layers
+  fused, conv + BN pairs kept, as timm ``reparameterize_model`` / official ``convert_to_deploy``
+  save them), then our fully fused one (``to_torch(..., deploy=True)``)."""
+  train = abstract_variables(model, input_size)
+  yield jax.eval_shape(functools.partial(fuse_variables, multi_branch_only=True), train)
+  yield abstract_variables(model.clone(deploy=True), input_size)
 
-  Args:
-    name: registry name.
-    state_dict: tensors (torch or numpy) keyed as in timm / the official repo.
-    deploy: the checkpoint is in re-parameterized (deploy) form.
-    num_classes: classifier size; inferred from the checkpoint's head when omitted.
-    overrides: other module fields the model must be built with.
-  """
-  spec = get_spec(name)
-  rules = get_torch_rules(spec.family)
-  sd = {k: _to_numpy(v) for k, v in normalize_state_dict(name, state_dict).items()}
-  if num_classes is None:
-    head = sd.get(rules.head_key) if rules.head_key else None
-    num_classes = int(head.shape[0]) if head is not None else 1000
-  model = create_model(name, num_classes=num_classes, **overrides)
-  if deploy:
-    model = model.clone(deploy=True)
-  template = _flatten(abstract_variables(model, spec.input_size))
+
+def _match(template: Mapping, sd: Mapping[str, np.ndarray], rules, deploy: bool):
+  """Fills ``template``'s leaves from ``sd``: ``(flat, missing, unexpected, misshaped)``."""
   flat, missing, misshaped, used = {}, [], [], set()
-  for path, leaf in template.items():
+  for path, leaf in _flatten(template).items():
     key = rules.key(path, deploy)
     if key not in sd:
       missing.append(key)
@@ -127,18 +120,50 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
     flat[path] = jnp.asarray(v, dtype=leaf.dtype)
   order = {k: i for i, k in enumerate(sd)}  # report in the checkpoint's own key order
   misshaped.sort(key=lambda m: order.get(m.split(':')[0], len(order)))
-  unexpected = sorted(set(sd) - used, key=order.get)
-  if missing or unexpected or misshaped:
-    lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
-    for title, items in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
-      if items:
-        shown = ', '.join(items[:12]) + (f', ... ({len(items)} in all)' if len(items) > 12 else '')
-        lines.append(f'  {title} keys: {shown}')
-    if not deploy and any('reparam' in k or 'fused' in k for k in unexpected):
-      lines.append('  hint: this looks like a re-parameterized checkpoint; pass deploy=True.')
-    lines.append('  Is it a checkpoint of another model? Check the name and the overrides.')
-    raise CheckpointMismatchError('\n'.join(lines))
-  return _unflatten(flat)
+  return flat, missing, sorted(set(sd) - used, key=order.get), misshaped
+
+
+def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False,
+               num_classes: Optional[int] = None, **overrides: Any) -> dict:
+  """Converts a PyTorch state dict of model ``name`` into Flax ``{'params', 'batch_stats'}``.
+
+  Args:
+    name: registry name.
+    state_dict: tensors (torch or numpy) keyed as in timm / the official repo.
+    deploy: the checkpoint is in re-parameterized (deploy) form: either the reference's
+      (timm ``reparameterize_model``, official ``convert_to_deploy``; multi-branch layers fused,
+      conv + BN pairs kept) or ours (``to_torch(..., deploy=True)``). Returns the variables of
+      ``model.clone(deploy=True)`` (everything fused, as ``ghostnets_jax.reparameterize``).
+    num_classes: classifier size; inferred from the checkpoint's head when omitted.
+    overrides: other module fields the model must be built with.
+  """
+  spec = get_spec(name)
+  rules = get_torch_rules(spec.family)
+  sd = {k: _to_numpy(v) for k, v in normalize_state_dict(name, state_dict).items()}
+  if num_classes is None:
+    head = sd.get(rules.head_key) if rules.head_key else None
+    num_classes = int(head.shape[0]) if head is not None else 1000
+  model = create_model(name, num_classes=num_classes, **overrides)
+  layouts = (_deploy_layouts(model, spec.input_size) if deploy
+             else [abstract_variables(model, spec.input_size)])
+  first = None
+  for layout in layouts:
+    flat, missing, unexpected, misshaped = result = _match(layout, sd, rules, deploy)
+    if not (missing or unexpected or misshaped):
+      return fuse(_unflatten(flat)) if deploy else _unflatten(flat)
+    first = first or result
+  _, missing, unexpected, misshaped = first
+  lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
+  for title, items in (('missing', missing), ('unexpected', unexpected), ('mis-shaped', misshaped)):
+    if items:
+      shown = ', '.join(items[:12]) + (f', ... ({len(items)} in all)' if len(items) > 12 else '')
+      lines.append(f'  {title} keys: {shown}')
+  other = [abstract_variables(model, spec.input_size)] if deploy else _deploy_layouts(model, spec.input_size)
+  if any(not any(_match(t, sd, rules, not deploy)[1:]) for t in other):
+    lines.append(f'  hint: this is a {"train" if deploy else "re-parameterized (deploy)"}-form '
+                 f'checkpoint of this model; pass deploy={not deploy}.')
+  lines.append('  Is it a checkpoint of another model? Check the name and the overrides.')
+  raise CheckpointMismatchError('\n'.join(lines))
 
 
 def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False) -> dict[str, np.ndarray]:

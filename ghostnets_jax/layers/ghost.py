@@ -1,7 +1,9 @@
-"""The C-Ghost module (GhostNet, CVPR 2020) and its DFC-attention variant (GhostNetV2).
+"""The C-Ghost module (GhostNet, CVPR 2020), its DFC-attention variant (GhostNetV2), its
+re-parameterizable-branch form (GhostNetV3) and the RepGhost module.
 
 C-Ghost: a primary conv makes ``ceil(out / ratio)`` intrinsic maps, a cheap depthwise conv
 makes the rest from them, and the two are concatenated (then cut to ``out`` channels).
+RepGhost replaces the concatenation by an addition that re-parameterization removes.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import jax.numpy as jnp
 
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.pool import avg_pool_2x2, nearest_resize
+from ghostnets_jax.layers.rep_conv import RepConvBN
 
 
 class GhostModule(nn.Module):
@@ -25,6 +28,11 @@ class GhostModule(nn.Module):
     ratio: total / intrinsic channels (``s`` in the paper).
     dw_size: kernel of the cheap depthwise op.
     act: activation after both convs (None for the linear second module of a bottleneck).
+    num_conv_branches: 0 for plain ConvBN convs; N > 0 makes both convs re-parameterizable
+      (GhostNetV3, :class:`RepConvBN`): N parallel ConvBN branches each, plus a 1x1 scale
+      branch where the kernel is larger and an identity BN for the cheap op when it keeps the
+      channel count. As in timm, the primary conv has no identity branch (the official code
+      adds one when in == intrinsic channels, which no published configuration has).
   """
   features: int
   kernel_size: int = 1
@@ -32,6 +40,7 @@ class GhostModule(nn.Module):
   dw_size: int = 3
   strides: int = 1
   act: Optional[str] = 'relu'
+  num_conv_branches: int = 0
   deploy: bool = False
   dtype: Any = None
 
@@ -40,12 +49,20 @@ class GhostModule(nn.Module):
     return math.ceil(self.features / self.ratio)
 
   def ghost(self, x: jax.Array, train: bool) -> jax.Array:
-    init = self.init_channels
-    x1 = ConvBN(init, self.kernel_size, self.strides, act=self.act, deploy=self.deploy,
-                dtype=self.dtype, name='primary_conv')(x, train)
-    x2 = ConvBN(init * (self.ratio - 1), self.dw_size, groups=init, act=self.act,
-                deploy=self.deploy, dtype=self.dtype, name='cheap_operation')(x1, train)
-    return jnp.concatenate([x1, x2], axis=-1)[..., :self.features]
+    init, new = self.init_channels, self.init_channels * (self.ratio - 1)
+    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype)
+    if self.num_conv_branches:
+      n = self.num_conv_branches
+      primary = RepConvBN(init, self.kernel_size, self.strides, num_conv_branches=n,
+                          use_scale=self.kernel_size > 1, name='primary_conv', **kw)
+      cheap = RepConvBN(new, self.dw_size, groups=init, num_conv_branches=n,
+                        use_scale=self.dw_size > 1, use_identity=new == init,
+                        name='cheap_operation', **kw)
+    else:
+      primary = ConvBN(init, self.kernel_size, self.strides, name='primary_conv', **kw)
+      cheap = ConvBN(new, self.dw_size, groups=init, name='cheap_operation', **kw)
+    x1 = primary(x, train)
+    return jnp.concatenate([x1, cheap(x1, train)], axis=-1)[..., :self.features]
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -83,3 +100,26 @@ class GhostModuleV2(GhostModule):
     gate = DFCAttention(self.features, self.kernel_size, self.strides, self.deploy, self.dtype,
                         name='short_conv')(x, out.shape[1:3], train)
     return out * gate.astype(out.dtype)
+
+
+class RepGhostModule(nn.Module):
+  """RepGhost module (Chen et al. 2022): ``act(dw(primary(x)) + bn(primary(x)))``.
+
+  The primary ConvBN (with ReLU when ``act``) makes all ``features`` channels; the cheap
+  depthwise ConvBN and an identity BatchNorm on the same maps are added (feature reuse by
+  addition), a :class:`RepConvBN` that re-parameterization turns into one depthwise conv.
+  """
+  features: int
+  kernel_size: int = 1
+  dw_size: int = 3
+  strides: int = 1
+  act: Optional[str] = 'relu'
+  deploy: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype)
+    x = ConvBN(self.features, self.kernel_size, self.strides, name='primary_conv', **kw)(x, train)
+    return RepConvBN(self.features, self.dw_size, groups=self.features, use_identity=True,
+                     name='cheap_operation', **kw)(x, train)

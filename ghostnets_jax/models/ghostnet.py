@@ -1,14 +1,22 @@
-"""C-GhostNet (GhostNet v1) and GhostNetV2.
+"""C-GhostNet (GhostNet v1), GhostNetV2 and GhostNetV3.
 
 Papers:
   * GhostNet: More Features from Cheap Operations (Han et al., CVPR 2020), arXiv:1911.11907
   * GhostNetV2: Enhance Cheap Operation with Long-Range Attention (Tang et al., NeurIPS 2022),
     arXiv:2211.12905
+  * GhostNetV3: Exploring the Training Strategies for Compact Models (Liu et al., 2024),
+    arXiv:2404.11202. The V2 architecture (DFC attention after the second block) trained with
+    re-parameterizable branches: every primary, cheap and stride-2 depthwise conv is three
+    parallel ConvBNs (+ 1x1 scale and identity-BN branches where the shapes allow); deploy
+    form (``ghostnets_jax.reparameterize``) = the V2 network with biased convs.
 Official code: https://github.com/huawei-noah/Efficient-AI-Backbones (ghostnet_pytorch,
-ghostnetv2_pytorch); timm's ``ghostnet_*`` / ``ghostnetv2_*`` use the same parameter names.
+ghostnetv2_pytorch, ghostnetv3_pytorch); timm's ``ghostnet_*`` / ``ghostnetv2_*`` /
+``ghostnetv3_*`` use the same parameter names (official V3 files name the branch BNs ``bn``
+instead of timm's ``bn1``; the converter accepts both).
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -16,15 +24,18 @@ import jax
 import jax.numpy as jnp
 
 from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
-from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, SqueezeExcite,
-                                  check_images, get_act, global_avg_pool, make_divisible)
+from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, RepConvBN,
+                                  RepGhostModule, SqueezeExcite, check_images, get_act,
+                                  global_avg_pool, make_divisible)
 from ghostnets_jax.registry import register_model
 
 
 class GhostBottleneck(nn.Module):
   """Ghost bottleneck: ghost (expand) -> [dw conv, stride 2] -> [SE] -> ghost (linear) + shortcut.
 
-  ``mode='attn'`` uses the GhostNetV2 module (DFC attention) for the expanding ghost module.
+  ``mode``: 'original' (C-Ghost modules), 'attn' (GhostNetV2: DFC attention in the expanding
+  module) or 'rep' (RepGhost modules). ``num_conv_branches > 0`` (GhostNetV3) makes the ghost
+  modules' convs and the depthwise conv re-parameterizable :class:`RepConvBN` layers.
   SE width: ``make_divisible(mid_chs * se_ratio, se_divisor)`` (S-GhostNet's large mode uses 8).
   """
   mid_chs: int
@@ -33,24 +44,35 @@ class GhostBottleneck(nn.Module):
   strides: int = 1
   se_ratio: float = 0.0
   mode: str = 'original'
+  num_conv_branches: int = 0
   drop_path_rate: float = 0.0
   deploy: bool = False
   dtype: Any = None
   se_divisor: int = 4
 
+  def ghost_module(self, features: int, act: Optional[str], name: str, expand: bool) -> nn.Module:
+    kw = dict(act=act, deploy=self.deploy, dtype=self.dtype, name=name)
+    if self.mode == 'rep':
+      return RepGhostModule(features, **kw)
+    cls = GhostModuleV2 if self.mode == 'attn' and expand else GhostModule
+    return cls(features, num_conv_branches=self.num_conv_branches, **kw)
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     in_chs = x.shape[-1]
     kw = dict(deploy=self.deploy, dtype=self.dtype)
-    ghost1 = GhostModuleV2 if self.mode == 'attn' else GhostModule
-    y = ghost1(self.mid_chs, act='relu', name='ghost1', **kw)(x, train)
+    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1', expand=True)(x, train)
     if self.strides > 1:
-      y = ConvBN(self.mid_chs, self.dw_kernel_size, self.strides, groups=self.mid_chs,
-                 name='conv_dw', **kw)(y, train)
+      dw = dict(groups=self.mid_chs, name='conv_dw', **kw)
+      if self.num_conv_branches:
+        y = RepConvBN(self.mid_chs, self.dw_kernel_size, self.strides, use_scale=True,
+                      num_conv_branches=self.num_conv_branches, **dw)(y, train)
+      else:
+        y = ConvBN(self.mid_chs, self.dw_kernel_size, self.strides, **dw)(y, train)
     if self.se_ratio > 0:
       rd = make_divisible(self.mid_chs * self.se_ratio, self.se_divisor)
       y = SqueezeExcite(rd, dtype=self.dtype, name='se')(y)
-    y = GhostModule(self.out_chs, act=None, name='ghost2', **kw)(y, train)
+    y = self.ghost_module(self.out_chs, None, 'ghost2', expand=False)(y, train)
     if in_chs == self.out_chs and self.strides == 1:
       shortcut = x
     else:
@@ -76,16 +98,17 @@ GHOSTNET_CFGS = (
 
 
 class GhostNet(nn.Module):
-  """GhostNet v1/v2 classifier on NHWC images.
+  """GhostNet v1/v2/v3 classifier on NHWC images (and the backbone of RepGhostNet).
 
   Attributes:
     width: channel multiplier (0.5, 1.0, 1.3, 1.6 in the papers), rounded to multiples of 4.
-    version: 'v1' (C-Ghost modules) or 'v2' (DFC attention in every block after the second).
+    version: 'v1' (C-Ghost modules), 'v2' (DFC attention in every block after the second) or
+      'v3' (v2 with three re-parameterizable branches per conv).
     drop_rate: dropout before the classifier. drop_path_rate: stochastic depth (0 in the papers).
     num_classes: 0 returns the ``head_chs``-d pre-logits.
     stem_chs: stem width before ``width`` scaling. act: activation after the stem and the head
       ('relu'; S-GhostNet's large mode uses 'hard_swish'). se_divisor: SE width rounding.
-    deploy: BN folded into the convolutions (see ``ghostnets_jax.reparameterize``).
+    deploy: BN folded and branches merged (see ``ghostnets_jax.reparameterize``).
     dtype: computation dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
   """
   cfgs: tuple = GHOSTNET_CFGS
@@ -102,6 +125,18 @@ class GhostNet(nn.Module):
   act: str = 'relu'
   se_divisor: int = 4
 
+  def block_options(self, idx: int) -> dict:
+    """``GhostBottleneck`` options of block ``idx`` (counted over all stages)."""
+    if self.version not in ('v1', 'v2', 'v3'):
+      raise ValueError(f"GhostNet version must be 'v1', 'v2' or 'v3', got {self.version!r}")
+    attn = self.version in ('v2', 'v3') and idx > 1
+    return dict(mode='attn' if attn else 'original',
+                num_conv_branches=3 if self.version == 'v3' else 0)
+
+  def final_chs(self) -> int:
+    """Channels of the 1x1 ConvBN after the last stage."""
+    return make_divisible(self.cfgs[-1][-1][1] * self.width, 4)
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     check_images(x, self.in_chans, type(self).__name__)
@@ -114,13 +149,12 @@ class GhostNet(nn.Module):
     idx = 0
     for i, stage in enumerate(self.cfgs):
       for j, (k, exp, c, se, s) in enumerate(stage):
-        mode = 'attn' if self.version == 'v2' and idx > 1 else 'original'
         x = GhostBottleneck(make_divisible(exp * self.width, 4), make_divisible(c * self.width, 4),
-                            k, s, se, mode, self.drop_path_rate * idx / n_blocks,
-                            se_divisor=self.se_divisor, name=f'blocks_{i}_{j}', **kw)(x, train)
+                            k, s, se, drop_path_rate=self.drop_path_rate * idx / n_blocks,
+                            se_divisor=self.se_divisor, name=f'blocks_{i}_{j}',
+                            **self.block_options(idx), **kw)(x, train)
         idx += 1
-    x = ConvBN(make_divisible(self.cfgs[-1][-1][1] * self.width, 4), 1, act='relu',
-               name=f'blocks_{len(self.cfgs)}_0', **kw)(x, train)
+    x = ConvBN(self.final_chs(), 1, act='relu', name=f'blocks_{len(self.cfgs)}_0', **kw)(x, train)
     x = global_avg_pool(x)
     x = get_act(self.act)(nn.Dense(self.head_chs, dtype=self.dtype, name='conv_head')(x))
     if self.num_classes <= 0:
@@ -136,22 +170,44 @@ def _seq(name: str, first: int = 0) -> list[tuple[str, str]]:
           (rf'(^|\.){name}\.bn\.', rf'\1{name}.{first + 1}.')]
 
 
-def _drop_thop_keys(sd: dict) -> dict:
+def drop_thop_keys(sd: dict) -> dict:
   """Official checkpoints may carry thop's ``total_ops``/``total_params`` buffers."""
   return {k: v for k, v in sd.items() if not k.endswith(('total_ops', 'total_params'))}
 
 
-GHOSTNET_TORCH_RULES = register_torch_rules('ghostnet', TorchRules(rules=[
-    blocks_index('blocks', 'blocks'),
-    (r'^conv_stem\.conv\.', 'conv_stem.'), (r'^conv_stem\.bn\.', 'bn1.'),
-    *_seq('primary_conv'), *_seq('cheap_operation'),
+def _official_v3_names(sd: dict) -> dict:
+  """Official GhostNetV3 files name the branch BNs ``bn``; timm (our reference) ``bn1``."""
+  return {re.sub(r'(_rpr_(?:conv\.\d+|scale))\.bn\.', r'\1.bn1.', k): v
+          for k, v in drop_thop_keys(sd).items()}
+
+
+def ghost_backbone_rules(*module_rules: tuple) -> list:
+  """Torch names of the timm GhostNet-style backbone (stem, blocks, primary conv, depthwise conv,
+  shortcut, final ConvBnAct); ``module_rules`` name the rest of the ghost modules."""
+  return [
+      blocks_index('blocks', 'blocks'),
+      (r'^conv_stem\.conv\.', 'conv_stem.'), (r'^conv_stem\.bn\.', 'bn1.'),
+      *module_rules, *_seq('primary_conv'),
+      (r'\.conv_dw\.conv\.', '.conv_dw.'), (r'\.conv_dw\.bn\.', '.bn_dw.'),
+      *_seq('shortcut_dw', 0), (r'shortcut_dw\.', 'shortcut.'),
+      *_seq('shortcut_pw', 2), (r'shortcut_pw\.', 'shortcut.'),
+      (r'^(blocks\.9\.0)\.bn\.', r'\1.bn1.'),
+  ]
+
+
+_RPR_OWNER = {'primary_conv': 'primary', 'cheap_operation': 'cheap', 'conv_dw': 'dw'}
+_RPR_BRANCH = {'conv_scale': 'scale', 'identity': 'skip'}
+
+GHOSTNET_TORCH_RULES = register_torch_rules('ghostnet', TorchRules(rules=ghost_backbone_rules(
+    # GhostNetV3 train form: RepConvBN branches -> {primary,cheap,dw}_rpr_{conv.i,scale,skip}
+    (r'\.(primary_conv|cheap_operation|conv_dw)\.(conv_kxk_(\d+)|conv_scale|identity)\.',
+     lambda m: f'.{_RPR_OWNER[m.group(1)]}_rpr_'
+               f'{"conv." + m.group(3) if m.group(3) else _RPR_BRANCH[m.group(2)]}.'),
+    (r'(_rpr_(?:conv\.\d+|scale))\.bn\.', r'\1.bn1.'),
+    *_seq('cheap_operation'),
     (r'short_conv\.short_conv_(\d)\.(conv|bn)\.',
      lambda m: f'short_conv.{2 * int(m.group(1)) + (m.group(2) == "bn")}.'),
-    (r'\.conv_dw\.conv\.', '.conv_dw.'), (r'\.conv_dw\.bn\.', '.bn_dw.'),
-    *_seq('shortcut_dw', 0), (r'shortcut_dw\.', 'shortcut.'),
-    *_seq('shortcut_pw', 2), (r'shortcut_pw\.', 'shortcut.'),
-    (r'^(blocks\.9\.0)\.bn\.', r'\1.bn1.'),
-], filter=_drop_thop_keys))
+), filter=_official_v3_names))
 
 
 def _create(width: float, version: str = 'v1', **kwargs: Any) -> GhostNet:
@@ -192,3 +248,28 @@ def ghostnetv2_130(**kwargs: Any) -> GhostNet:
 @register_model('ghostnet', top1=77.8, top1_source='GhostNetV2 paper, Table 1', reference='timm:ghostnetv2_160', **_V2)
 def ghostnetv2_160(**kwargs: Any) -> GhostNet:
   return _create(1.6, 'v2', **kwargs)
+
+
+_V3 = dict(paper='GhostNetV3: Exploring the Training Strategies for Compact Models (2024)',
+           paper_url='https://arxiv.org/abs/2404.11202')
+_V3_SRC = 'GhostNetV3 paper, comparison with compact models (re-parameterization + KD recipe)'
+
+
+@register_model('ghostnet', top1=69.4, top1_source=_V3_SRC, reference='timm:ghostnetv3_050', **_V3)
+def ghostnetv3_050(**kwargs: Any) -> GhostNet:
+  return _create(0.5, 'v3', **kwargs)
+
+
+@register_model('ghostnet', top1=77.1, top1_source=_V3_SRC, reference='timm:ghostnetv3_100', **_V3)
+def ghostnetv3_100(**kwargs: Any) -> GhostNet:
+  return _create(1.0, 'v3', **kwargs)
+
+
+@register_model('ghostnet', top1=79.1, top1_source=_V3_SRC, reference='timm:ghostnetv3_130', **_V3)
+def ghostnetv3_130(**kwargs: Any) -> GhostNet:
+  return _create(1.3, 'v3', **kwargs)
+
+
+@register_model('ghostnet', top1=80.4, top1_source=_V3_SRC, reference='timm:ghostnetv3_160', **_V3)
+def ghostnetv3_160(**kwargs: Any) -> GhostNet:
+  return _create(1.6, 'v3', **kwargs)
