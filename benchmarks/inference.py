@@ -5,7 +5,8 @@
 For every model (any registered name or shell pattern) and batch size, both forms are timed:
 ``train`` (BatchNorm as layers, multi-branch layers as branches) and ``deploy``
 (``ghostnets_jax.reparameterize``: BN folded, branches merged). JAX: jitted, compiled once
-(compile time reported), warmed up. PyTorch (``--compare timm``): the registry's reference
+(compile time reported), warmed up; ``--kernels native`` swaps the fast CPU kernels
+(shift-and-add depthwise, 1x1 as matmul) for XLA's convolutions, to see what they bring. PyTorch (``--compare timm``): the registry's reference
 (timm / torchvision, or our own PyTorch code for models they lack, see
 ``ghostnets_jax.reference_torch``) under ``torch.inference_mode`` with as many threads as JAX
 uses; its deploy form is timm's ``reparameterize_model`` (which merges RepGhost/GhostNetV3
@@ -37,6 +38,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--compare', choices=('timm', 'none'), default='timm',
                  help="'timm': also time the PyTorch reference (timm/torchvision/ours)")
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  p.add_argument('--kernels', choices=('auto', 'native'), default='auto',
+                 help="JAX conv kernels: 'auto' (the fast CPU forms) or 'native' (XLA's own convs)")
   p.add_argument('--threads', type=int, default=None,
                  help='CPUs for both frameworks (default: all this process may use)')
   p.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
@@ -63,6 +66,7 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
   import numpy as np
 
   import ghostnets_jax as gj
+  from ghostnets_jax.layers import depthwise_impl, pointwise_impl
   size = a.size or gj.get_spec(name).input_size
   dtype = jnp.bfloat16 if a.dtype == 'bfloat16' else jnp.float32
   model = gj.create_model(name, dtype=dtype)
@@ -92,13 +96,15 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
   for form, (m, v) in bm.eval_forms(model, variables).items():
     if form not in forms:
       continue
-    fn, compile_s[form] = bm.compile_jit(functools.partial(m.apply, train=False), v, x)
+    with depthwise_impl(a.kernels), pointwise_impl(a.kernels):  # read while tracing
+      fn, compile_s[form] = bm.compile_jit(functools.partial(m.apply, train=False), v, x)
     calls[f'jax {form}'] = bm.blocking(fn, v, x)
     outs[form] = np.asarray(fn(v, x), np.float32)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)
   rows = []
   for form in forms:
     row = {'model': name, 'batch': batch, 'size': size, 'form': form, 'dtype': a.dtype,
+           'kernels': a.kernels,
            'jax_img_s': batch / seconds[f'jax {form}'], 'jax_compile_s': compile_s[form]}
     if torch_forms:
       from ghostnets_jax import reference_torch

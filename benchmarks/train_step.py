@@ -58,6 +58,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--size', type=int, default=None, help='image size (default: the model\'s own)')
   p.add_argument('--torch-models', default='ghostnet_100',
                  help="models also timed in PyTorch ('' for none, 'all' for every model)")
+  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
+                 help='compute dtype (params stay float32; PyTorch: autocast)')
   p.add_argument('--lr', type=float, default=0.1)
   p.add_argument('--step', default='', help='module:function building the step (default: ours)')
   p.add_argument('--threads', type=int, default=None)
@@ -75,7 +77,7 @@ def jax_step(name: str, variables: dict, batch: int, size: int, a: argparse.Name
   import optax
 
   import ghostnets_jax as gj
-  model = gj.create_model(name)
+  model = gj.create_model(name, dtype=jnp.bfloat16 if a.dtype == 'bfloat16' else jnp.float32)
   tx = optax.sgd(a.lr, momentum=0.9)
   builder = make_train_step
   if a.step:
@@ -99,21 +101,26 @@ def jax_step(name: str, variables: dict, batch: int, size: int, a: argparse.Name
           'temp_mb': mem.temp_size_in_bytes / 2**20}
 
 
-def torch_step(ref: Any, batch: int, size: int, lr: float) -> Callable[[], Any]:
+def torch_step(ref: Any, batch: int, size: int, lr: float, dtype: str) -> Callable[[], Any]:
+  import jax
   import numpy as np
   import torch
 
   from ghostnets_jax import reference_torch
-  ref.train()
+  device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+  ref.to(device).train()
   opt = torch.optim.SGD(ref.parameters(), lr=lr, momentum=0.9)
-  x = torch.from_numpy(np.ascontiguousarray(bm.images(batch, size).transpose(0, 3, 1, 2)))
-  y = torch.from_numpy(np.random.RandomState(1).randint(0, 1000, batch)).long()
+  x = torch.from_numpy(np.ascontiguousarray(bm.images(batch, size).transpose(0, 3, 1, 2))).to(device)
+  y = torch.from_numpy(np.random.RandomState(1).randint(0, 1000, batch)).long().to(device)
 
   def call():
     opt.zero_grad(set_to_none=True)
-    loss = torch.nn.functional.cross_entropy(reference_torch.logits(ref(x)), y)
+    with torch.autocast(device, torch.bfloat16, enabled=dtype == 'bfloat16'):
+      loss = torch.nn.functional.cross_entropy(reference_torch.logits(ref(x)).float(), y)
     loss.backward()
     opt.step()
+    if device == 'cuda':
+      torch.cuda.synchronize()
     return loss
   return call
 
@@ -130,9 +137,10 @@ def bench_model(name: str, a: argparse.Namespace) -> dict:
   j = jax_step(name, variables, a.batch, size, a)
   calls = {'jax': j['call']}
   if with_torch:
-    calls['torch'] = torch_step(ref, a.batch, size, a.lr)
+    calls['torch'] = torch_step(ref, a.batch, size, a.lr, a.dtype)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)
-  row = {'model': name, 'batch': a.batch, 'size': size, 'jax_img_s': a.batch / seconds['jax'],
+  row = {'model': name, 'batch': a.batch, 'size': size, 'dtype': a.dtype,
+         'jax_img_s': a.batch / seconds['jax'],
          'jax_compile_s': j['compile_s'], 'peak_mb': j['peak_mb'], 'temp_mb': j['temp_mb']}
   if with_torch:
     row.update(reference=reference_torch.source(name), torch_img_s=a.batch / seconds['torch'])
