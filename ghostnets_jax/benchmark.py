@@ -139,10 +139,28 @@ def images(batch: int, size: int, seed: int = 0) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def init_variables_for(name: str, size: int) -> Any:
-  """Initial variables of registry model ``name`` (1000 classes), cached per process."""
-  from ghostnets_jax.initialize import init_variables
+  """Random variables of registry model ``name`` (1000 classes), cached per process.
+
+  Drawn in numpy for the shapes of ``init`` (``jax.eval_shape``: nothing compiled): kernels
+  normal with 1/fan-in variance, BN statistics at their initial values, other leaves small.
+  Speed does not depend on the values; this saves compiling ``init`` for every model.
+  """
   from ghostnets_jax.registry import create_model
-  return init_variables(create_model(name), (1, size, size, 3))
+  model = create_model(name)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  rng = np.random.RandomState(0)
+
+  def draw(path: Any, leaf: Any) -> jax.Array:
+    key = jax.tree_util.keystr(path[-1:])
+    if 'kernel' in key:
+      std = np.sqrt(1.0 / max(1, int(np.prod(leaf.shape[:-1]))))
+    elif 'var' in key or 'scale' in key:
+      return jnp.ones(leaf.shape, leaf.dtype)
+    else:
+      std = 0.01
+    return jnp.asarray(rng.normal(0, std, leaf.shape), leaf.dtype)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool = True,

@@ -66,7 +66,8 @@ def check_all(names: list[str]) -> None:
 
 # --- the report ---------------------------------------------------------------------------------
 
-def collect(names: list[str], latencies: Optional[dict[str, float]] = None) -> list[dict[str, Any]]:
+def collect(names: list[str], latencies: Optional[dict[str, float]] = None,
+            min_time: float = 1.0, repeats: int = 5) -> list[dict[str, Any]]:
   """One row per model: ``model_info`` plus the deploy form's CPU latency (measured unless given)."""
   from ghostnets_jax import benchmark
   rows = []
@@ -79,7 +80,7 @@ def collect(names: list[str], latencies: Optional[dict[str, float]] = None) -> l
     if latencies is not None and n in latencies:
       row['latency_ms'] = latencies[n]
     else:
-      r = benchmark.latency(n, batch=1, deploy=True)
+      r = benchmark.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats)
       row['latency_ms'] = r['seconds'] * 1e3
       print(f'  {n:24s} {row["latency_ms"]:8.1f} ms  (compile {r["compile_s"]:.0f} s)', flush=True)
     rows.append(row)
@@ -136,7 +137,8 @@ def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, path: str, title:
   plt.close(fig)
 
 
-def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = False) -> list[dict]:
+def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = False,
+                 min_time: float = 1.0, repeats: int = 5) -> list[dict]:
   """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``."""
   from ghostnets_jax import benchmark
   json_path = os.path.join(out_dir, 'zoo.json')
@@ -148,7 +150,7 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
       old = json.load(f)
     latencies, machine = {r['name']: r['latency_ms'] for r in old['rows']}, old['machine']
   machine = machine or benchmark.describe(benchmark.machine())
-  rows = collect(names, latencies)
+  rows = collect(names, latencies, min_time, repeats)
   os.makedirs(out_dir, exist_ok=True)
   with open(json_path, 'w') as f:
     json.dump({'machine': machine, 'rows': rows}, f, indent=1)
@@ -173,10 +175,12 @@ def main(argv: list[str] | None = None) -> None:
                  help='write the zoo report (zoo.md, zoo.json, plots) into DIR (default docs)')
   p.add_argument('--reuse-latency', action='store_true',
                  help='with --report: take latencies from DIR/zoo.json instead of measuring')
+  p.add_argument('--min-time', type=float, default=1.0, help='latency: seconds per timing round')
+  p.add_argument('--repeats', type=int, default=5, help='latency: timing rounds (median)')
   a = p.parse_args(argv)
   names = list_models(a.pattern)
   if a.report:
-    write_report(names, a.report, a.reuse_latency)
+    write_report(names, a.report, a.reuse_latency, a.min_time, a.repeats)
   table = markdown_table(names)
   if a.update_readme:
     update_readme(a.update_readme, table)
