@@ -4,7 +4,8 @@
   python -m ghostnets_jax.zoo --update-readme  # rewrite the table between the README markers
   python -m ghostnets_jax.zoo --check          # also build and run every model once on CPU
   python -m ghostnets_jax.zoo --report         # docs/zoo.md + plots, CPU latency measured here
-  python -m ghostnets_jax.zoo --report --reuse-latency   # same, latencies from docs/zoo.json
+  python -m ghostnets_jax.zoo --report --reuse-latency   # measure only what docs/zoo.json lacks
+  python -m ghostnets_jax.zoo --report --no-latency      # nothing measured ('-' where unknown)
 
 The report lists params, MACs and activations (``model_info``), the measured CPU latency of the
 deploy form at batch 1 (``ghostnets_jax.benchmark.latency``: jitted, warm, median of interleaved
@@ -18,7 +19,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ghostnets_jax.registry import create_model, list_models
 from ghostnets_jax.stats import model_info
@@ -29,6 +30,10 @@ REPORT_FILES = ('zoo.md', 'zoo.json', 'zoo_accuracy_vs_macs.png', 'zoo_accuracy_
 
 def _top1(i: dict) -> str:
   return f'{i["top1"]:.2f}'.rstrip('0').rstrip('.') if i['top1'] is not None else '-'
+
+
+def _latency(r: dict) -> str:
+  return f'{r["latency_ms"]:.1f}' if r.get('latency_ms') is not None else '-'
 
 
 def markdown_table(names: list[str]) -> str:
@@ -66,10 +71,13 @@ def check_all(names: list[str]) -> None:
 
 # --- the report ---------------------------------------------------------------------------------
 
-def collect(names: list[str], latencies: Optional[dict[str, float]] = None,
-            min_time: float = 1.0, repeats: int = 5) -> list[dict[str, Any]]:
-  """One row per model: ``model_info`` plus the deploy form's CPU latency (measured unless given)."""
+def collect(names: list[str], latencies: Optional[dict[str, float]] = None, measure: bool = True,
+            min_time: float = 1.0, repeats: int = 5,
+            progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> list[dict[str, Any]]:
+  """One row per model: ``model_info`` plus the deploy form's CPU latency (from ``latencies``,
+  else measured when ``measure``, else None); ``progress(rows)`` after each measured model."""
   from ghostnets_jax import benchmark
+  latencies = latencies or {}
   rows = []
   for n in names:
     info = model_info(n)
@@ -77,13 +85,14 @@ def collect(names: list[str], latencies: Optional[dict[str, float]] = None,
     row = {k: info[k] for k in ('name', 'family', 'input_size', 'params', 'macs', 'activations',
                                 'top1', 'top1_source', 'paper', 'paper_url')}
     row['deploy_params'] = deploy['params']
-    if latencies is not None and n in latencies:
-      row['latency_ms'] = latencies[n]
-    else:
+    row['latency_ms'] = latencies.get(n)
+    rows.append(row)
+    if row['latency_ms'] is None and measure:
       r = benchmark.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats)
       row['latency_ms'] = r['seconds'] * 1e3
       print(f'  {n:24s} {row["latency_ms"]:8.1f} ms  (compile {r["compile_s"]:.0f} s)', flush=True)
-    rows.append(row)
+      if progress:
+        progress(rows)
   return rows
 
 
@@ -105,7 +114,7 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
   for r in rows:
     lines.append(f'| `{r["name"]}` | {r["family"]} | {r["input_size"]} | {r["params"] / 1e6:.2f} | '
                  f'{r["deploy_params"] / 1e6:.2f} | {r["macs"] / 1e9:.3f} | '
-                 f'{r["activations"] / 1e6:.2f} | {r["latency_ms"]:.1f} | {_top1(r)} | '
+                 f'{r["activations"] / 1e6:.2f} | {_latency(r)} | {_top1(r)} | '
                  f'{r["top1_source"] or "-"} |')
   return '\n'.join(lines) + '\n'
 
@@ -115,7 +124,7 @@ def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, path: str, title:
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  points = [r for r in rows if r['top1'] is not None]
+  points = [r for r in rows if r['top1'] is not None and r.get(x_key) is not None]
   families = sorted({r['family'] for r in points})
   colors = plt.get_cmap('tab10')
   fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
@@ -131,29 +140,36 @@ def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, path: str, title:
   ax.set_ylabel('ImageNet top-1 (%, published)')
   ax.set_title(title)
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=8)
+  if points:
+    ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
 
 
 def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = False,
-                 min_time: float = 1.0, repeats: int = 5) -> list[dict]:
-  """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``."""
+                 measure: bool = True, min_time: float = 1.0, repeats: int = 5) -> list[dict]:
+  """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``. ``zoo.json`` is
+  rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``."""
   from ghostnets_jax import benchmark
   json_path = os.path.join(out_dir, 'zoo.json')
-  latencies, machine = None, None
-  if reuse_latency:
-    if not os.path.exists(json_path):
+  latencies, machine = {}, None
+  if reuse_latency or not measure:
+    if os.path.exists(json_path):
+      with open(json_path) as f:
+        old = json.load(f)
+      latencies = {r['name']: r['latency_ms'] for r in old['rows'] if r.get('latency_ms') is not None}
+      machine = old['machine']
+    elif reuse_latency:
       raise SystemExit(f'--reuse-latency: {json_path} does not exist; run --report once without it')
-    with open(json_path) as f:
-      old = json.load(f)
-    latencies, machine = {r['name']: r['latency_ms'] for r in old['rows']}, old['machine']
   machine = machine or benchmark.describe(benchmark.machine())
-  rows = collect(names, latencies, min_time, repeats)
   os.makedirs(out_dir, exist_ok=True)
-  with open(json_path, 'w') as f:
-    json.dump({'machine': machine, 'rows': rows}, f, indent=1)
+
+  def save(rows: list[dict]) -> None:
+    with open(json_path, 'w') as f:
+      json.dump({'machine': machine, 'rows': rows}, f, indent=1)
+  rows = collect(names, latencies, measure, min_time, repeats, progress=save)
+  save(rows)
   with open(os.path.join(out_dir, 'zoo.md'), 'w') as f:
     f.write(report_markdown(rows, machine))
   for r in rows:
@@ -174,13 +190,15 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument('--report', nargs='?', const='docs', default=None, metavar='DIR',
                  help='write the zoo report (zoo.md, zoo.json, plots) into DIR (default docs)')
   p.add_argument('--reuse-latency', action='store_true',
-                 help='with --report: take latencies from DIR/zoo.json instead of measuring')
+                 help='with --report: keep the latencies in DIR/zoo.json, measure only the others')
+  p.add_argument('--no-latency', action='store_true',
+                 help="with --report: measure nothing; latencies not in DIR/zoo.json are '-'")
   p.add_argument('--min-time', type=float, default=1.0, help='latency: seconds per timing round')
   p.add_argument('--repeats', type=int, default=5, help='latency: timing rounds (median)')
   a = p.parse_args(argv)
   names = list_models(a.pattern)
   if a.report:
-    write_report(names, a.report, a.reuse_latency, a.min_time, a.repeats)
+    write_report(names, a.report, a.reuse_latency, not a.no_latency, a.min_time, a.repeats)
   table = markdown_table(names)
   if a.update_readme:
     update_readme(a.update_readme, table)
