@@ -131,7 +131,7 @@ def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, path: str, title:
   for fi, fam in enumerate(families):
     fam_rows = sorted((r for r in points if r['family'] == fam), key=lambda r: r[x_key])
     xs = [r[x_key] for r in fam_rows]
-    ax.plot(xs, [r['top1'] for r in fam_rows], 'o-', color=colors(fi % 10), label=fam, lw=1, ms=5)
+    ax.plot(xs, [r['top1'] for r in fam_rows], 'o', color=colors(fi % 10), label=fam, ms=5)
     for r in fam_rows:
       ax.annotate(r['name'], (r[x_key], r['top1']), fontsize=7, xytext=(3, 3),
                   textcoords='offset points')
