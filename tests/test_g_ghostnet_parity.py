@@ -1,5 +1,5 @@
 """G-GhostNet, ResNet and RegNetX against PyTorch: torchvision for the baselines, our own torch
-reference (tests/torch_g_ghost.py) for the G-Ghost stage, G-Ghost RegNetX and GhostNets_D.
+reference (ghostnets_jax/reference_torch/g_ghost.py) for the G-Ghost stage, G-Ghost RegNetX and GhostNets_D.
 
 Eval-mode logits after converting the reference's state dict (random weights and BN statistics,
 residual-branch BNs damped so logits stay O(1)) must agree to 1e-4. What can differ between the
@@ -24,7 +24,7 @@ import ghostnets_jax as gj
 from ghostnets_jax.layers import BlockSpec, Bottleneck, max_pool_3x3_s2
 from ghostnets_jax.stats import param_count
 from tests.helpers import SMALL, jitted_apply
-from tests.torch_g_ghost import GGhostRegNet, GGhostResNet, n_params
+from ghostnets_jax.reference_torch.g_ghost import GGhostRegNet, GGhostResNet, n_params
 from tests.torch_ref import damp_residual_bns, images, randomize_bn, torch_forward
 
 ODD = (2, 100, 132, 3)

@@ -1,5 +1,4 @@
 """ResNet-50 trunk against torchvision, GeM pooling, and MultiGrain against a torch reference."""
-import collections
 import functools
 
 import jax
@@ -8,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 import ghostnets_jax as gj
 from ghostnets_jax.layers import GeM, gem_pool
+from ghostnets_jax.reference_torch.multigrain import TorchMultiGrain
 from ghostnets_jax.stats import param_count
 from tests.helpers import SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import images, randomize_bn, torch_forward
@@ -34,32 +33,8 @@ def test_resnet50_matches_torchvision():
   assert np.abs(out - torch_forward(ref, x)).max() < 1e-4
 
 
-class TorchGeM(nn.Module):
-  def __init__(self, p):
-    super().__init__()
-    self.p = nn.Parameter(torch.tensor(p))
-
-  def forward(self, x):
-    return x.clamp(min=1e-6).pow(self.p).mean((2, 3)).pow(1.0 / self.p)
-
-
-class TorchMultiGrain(nn.Module):
-  """The official layout: ``features`` (torchvision trunk), ``pool`` (GeM), ``classifier``."""
-
-  def __init__(self, p, num_classes=10):
-    super().__init__()
-    net = torchvision_resnet50(num_classes)
-    self.features = nn.Sequential(collections.OrderedDict(list(net.named_children())[:-2]))
-    self.pool = TorchGeM(p)
-    self.classifier = net.fc
-
-  def forward(self, x):
-    emb = self.pool(self.features(x))
-    return self.classifier(emb), emb / (emb.norm(dim=1, keepdim=True) + 1e-6)
-
-
 def test_multigrain_matches_torch_reference_with_learned_p():
-  ref = TorchMultiGrain(2.5).eval()
+  ref = TorchMultiGrain(2.5, net=torchvision_resnet50()).eval()
   variables = gj.convert.from_torch('multigrain_resnet50', ref.state_dict(), learn_p=True)
   assert float(variables['params']['pool']['p']) == 2.5
   model = gj.create_model('multigrain_resnet50', num_classes=10, learn_p=True)

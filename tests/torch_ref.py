@@ -4,22 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ghostnets_jax.reference_torch import randomize_bn  # noqa: F401  (the tests' helper)
+
 # One intra-op thread: pytest runs one worker per core, and two OpenMP threads per worker on a
 # loaded 2-core machine made small (grouped-conv) forwards 100x slower (3 s instead of 30 ms).
 torch.set_num_threads(1)
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-  """Random BN affine params and running stats, so BN conversion/folding is really exercised."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for m in model.modules():
-      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-        m.running_mean.normal_(0, 0.2, generator=g)
-        m.running_var.uniform_(0.5, 2.0, generator=g)
-        m.weight.uniform_(0.5, 1.5, generator=g)
-        m.bias.normal_(0, 0.2, generator=g)
-  return model
 
 
 def damp_residual_bns(model: torch.nn.Module, suffixes=('bn3', 'f.c.1'), factor: float = 0.2) -> torch.nn.Module:

@@ -1,0 +1,163 @@
+"""Inference throughput (eval mode): ours in JAX against the PyTorch reference, same process.
+
+  PYTHONPATH=. python benchmarks/inference.py --models ghostnet_100,repghostnet_100,ghostnetv2_100,g_ghost_regnetx_032 --batch 1,32 --compare timm
+
+For every model (any registered name or shell pattern) and batch size, both forms are timed:
+``train`` (BatchNorm as layers, multi-branch layers as branches) and ``deploy``
+(``ghostnets_jax.reparameterize``: BN folded, branches merged). JAX: jitted, compiled once
+(compile time reported), warmed up; ``--kernels native`` swaps the fast CPU kernels
+(shift-and-add depthwise, 1x1 as matmul) for XLA's convolutions, to see what they bring. PyTorch (``--compare timm``): the registry's reference
+(timm / torchvision, or our own PyTorch code for models they lack, see
+``ghostnets_jax.reference_torch``) under ``torch.inference_mode`` with as many threads as JAX
+uses; its deploy form is timm's ``reparameterize_model`` (which merges RepGhost/GhostNetV3
+branches and leaves BN unfused). Both run the same random weights (converted with
+``from_torch``); the largest logit difference, relative to the largest logit, is reported.
+Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
+Writes a table to stdout and the rows with the machine description to ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from typing import Any, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ghostnets_jax import benchmark as bm  # noqa: E402
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--models', default='ghostnet_100,repghostnet_100,ghostnetv2_100,g_ghost_regnetx_032',
+                 help='comma-separated registry names or shell patterns')
+  p.add_argument('--batch', default='1,32', help='comma-separated batch sizes')
+  p.add_argument('--size', type=int, default=None, help='image size (default: the model\'s own)')
+  p.add_argument('--forms', default='train,deploy', help='train, deploy or both')
+  p.add_argument('--compare', choices=('timm', 'none'), default='timm',
+                 help="'timm': also time the PyTorch reference (timm/torchvision/ours)")
+  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
+  p.add_argument('--kernels', choices=('auto', 'native'), default='auto',
+                 help="JAX conv kernels: 'auto' (the fast CPU forms) or 'native' (XLA's own convs)")
+  p.add_argument('--threads', type=int, default=None,
+                 help='CPUs for both frameworks (default: all this process may use)')
+  p.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
+  p.add_argument('--repeats', type=int, default=5, help='interleaved rounds (median reported)')
+  p.add_argument('--json', default='benchmarks/results/inference.json', help="output file ('' for none)")
+  return p.parse_args(argv)
+
+
+def torch_call(model: Any, x: Any) -> Any:
+  import torch
+
+  def call():
+    with torch.inference_mode():
+      out = model(x)
+    if x.is_cuda:
+      torch.cuda.synchronize()
+    return out
+  return call
+
+
+def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  import ghostnets_jax as gj
+  from ghostnets_jax.layers import depthwise_impl, pointwise_impl
+  size = a.size or gj.get_spec(name).input_size
+  dtype = jnp.bfloat16 if a.dtype == 'bfloat16' else jnp.float32
+  model = gj.create_model(name, dtype=dtype)
+  forms = a.forms.split(',')
+  x_np = bm.images(batch, size)
+  x = jnp.asarray(x_np)
+  calls, compile_s, outs, torch_forms = {}, {}, {}, {}
+  if a.compare == 'timm':
+    import torch
+
+    from ghostnets_jax import reference_torch
+    ref, variables = reference_torch.random_pair(name)
+    device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+    tdtype = torch.bfloat16 if a.dtype == 'bfloat16' else torch.float32
+    xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(device, tdtype)
+    ref = ref.to(device, tdtype)
+    rep = reference_torch.deploy(ref) if 'deploy' in forms else ref
+    same = set(rep.state_dict()) == set(ref.state_dict())  # nothing to re-parameterize
+    for form in forms:
+      torch_forms[form] = 'train' if form == 'train' or same else 'deploy'
+    calls['torch train'] = torch_call(ref, xt)
+    if not same and 'deploy' in forms:
+      calls['torch deploy'] = torch_call(rep, xt)
+    outs['torch'] = reference_torch.logits(calls['torch train']()).float().cpu().numpy()
+  else:
+    variables = bm.init_variables_for(name, size)
+  for form, (m, v) in bm.eval_forms(model, variables).items():
+    if form not in forms:
+      continue
+    with depthwise_impl(a.kernels), pointwise_impl(a.kernels):  # read while tracing
+      fn, compile_s[form] = bm.compile_jit(functools.partial(m.apply, train=False), v, x)
+    calls[f'jax {form}'] = bm.blocking(fn, v, x)
+    outs[form] = np.asarray(fn(v, x), np.float32)
+  seconds = bm.time_calls(calls, a.min_time, a.repeats)
+  rows = []
+  for form in forms:
+    row = {'model': name, 'batch': batch, 'size': size, 'form': form, 'dtype': a.dtype,
+           'kernels': a.kernels,
+           'jax_img_s': batch / seconds[f'jax {form}'], 'jax_compile_s': compile_s[form]}
+    if torch_forms:
+      from ghostnets_jax import reference_torch
+      ref_out = outs['torch']
+      row.update(reference=reference_torch.source(name), torch_form=torch_forms[form],
+                 torch_img_s=batch / seconds[f'torch {torch_forms[form]}'],
+                 max_rel_diff=float(np.abs(outs[form] - ref_out).max() / np.abs(ref_out).max()))
+      row['ratio'] = row['jax_img_s'] / row['torch_img_s']
+    rows.append(row)
+  return rows
+
+
+def table(rows: list[dict]) -> str:
+  has_torch = any('torch_img_s' in r for r in rows)
+  head = '| model | batch | form | JAX img/s |'
+  line = '|---|---:|---|---:|'
+  if has_torch:
+    head += ' PyTorch img/s | JAX / PyTorch | reference |'
+    line += '---:|---:|---|'
+  head += ' JAX compile (s) |' + (' max rel. diff |' if has_torch else '')
+  line += '---:|' + ('---:|' if has_torch else '')
+  out = [head, line]
+  for r in rows:
+    s = f'| {r["model"]} | {r["batch"]} | {r["form"]} | {r["jax_img_s"]:.1f} |'
+    if has_torch:
+      ref = r['reference'] + (' (reparameterized)' if r['torch_form'] == 'deploy' else '')
+      s += f' {r["torch_img_s"]:.1f} | **{r["ratio"]:.2f}x** | {ref} |'
+    s += f' {r["jax_compile_s"]:.1f} |' + (f' {r["max_rel_diff"]:.1e} |' if has_torch else '')
+    out.append(s)
+  return '\n'.join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+  a = parse_args(argv)
+  if a.threads:
+    bm.limit_cpus(a.threads)
+  if a.compare == 'timm':
+    import torch
+    torch.set_num_threads(bm.cpu_threads())
+  info = bm.machine()
+  print(bm.describe(info), flush=True)
+  rows = []
+  for name in bm.model_names(a.models):
+    for batch in (int(b) for b in a.batch.split(',')):
+      new = bench_model(name, batch, a)
+      rows += new
+      for r in new:
+        print('  ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+                               for k, v in r.items()), flush=True)
+  print(table(rows))
+  bm.write_json(a.json, info, vars(a), rows)
+  return rows
+
+
+if __name__ == '__main__':
+  main()

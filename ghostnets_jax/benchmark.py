@@ -1,0 +1,180 @@
+"""Wall-clock timing shared by ``benchmarks/`` and the model-zoo report.
+
+Candidates are timed in one process, in interleaved rounds (A B A B ...), and each reports its
+median over rounds, so a load spike from other processes hits every candidate alike. JAX
+functions are compiled once (``jit(...).lower(...).compile()``, the compile timed apart) and
+warmed up before timing; every call is waited for (``block_until_ready``).
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def cpu_threads() -> int:
+  """CPUs this process may run on: the size of XLA's CPU thread pool (and what PyTorch gets)."""
+  return len(os.sched_getaffinity(0))
+
+
+def limit_cpus(n: int) -> None:
+  """Pins this process to its first ``n`` CPUs; call before JAX starts its CPU client."""
+  cpus = sorted(os.sched_getaffinity(0))
+  if not 1 <= n <= len(cpus):
+    raise ValueError(f'--threads must be between 1 and {len(cpus)} here, got {n}')
+  os.sched_setaffinity(0, cpus[:n])
+
+
+def model_names(models: str) -> list[str]:
+  """Registry names from a comma-separated list of names and shell patterns (``ghostnet*``)."""
+  from ghostnets_jax.registry import get_spec, list_models
+  names: list[str] = []
+  for m in models.split(','):
+    found = list_models(m) if any(c in m for c in '*?[') else [get_spec(m).name]
+    if not found:
+      raise ValueError(f'no registered model matches {m!r}')
+    names += [n for n in found if n not in names]
+  return names
+
+
+def write_json(path: str, info: Mapping[str, Any], args: Mapping[str, Any], rows: list[dict]) -> None:
+  """Writes ``{'machine', 'args', 'rows'}`` to ``path`` (nothing when ``path`` is empty)."""
+  if not path:
+    return
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump({'machine': dict(info), 'args': dict(args), 'rows': rows}, f, indent=1)
+  print(f'wrote {path}')
+
+
+def _cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+  """What the numbers were measured on: CPU, threads, load, library versions, XLA flags."""
+  info = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'cpu': _cpu_model(),
+          'cpus_online': os.cpu_count(), 'threads': cpu_threads(),
+          'load_avg_1_5_15': [round(x, 2) for x in os.getloadavg()],
+          'jax': jax.__version__, 'backend': jax.default_backend(),
+          'device': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+  if 'torch' in sys.modules:  # only when the caller uses it
+    torch = sys.modules['torch']
+    info['torch'] = torch.__version__
+    info['torch_threads'] = torch.get_num_threads()
+  return info
+
+
+def describe(info: Mapping[str, Any]) -> str:
+  load = ', '.join(f'{x:.2f}' for x in info['load_avg_1_5_15'])
+  torch_part = f', torch {info["torch"]} ({info["torch_threads"]} threads)' if 'torch' in info else ''
+  flags = f', XLA_FLAGS={info["xla_flags"]!r}' if info['xla_flags'] else ''
+  return (f'{info["date"]}: {info["cpu"]}, {info["threads"]} of {info["cpus_online"]} CPUs, '
+          f'load average {load}; jax {info["jax"]} on {info["backend"]} ({info["device"]})'
+          f'{torch_part}{flags}')
+
+
+def compile_jit(fn: Callable[..., Any], *args: Any, **jit_kwargs: Any) -> tuple[Callable[..., Any], float]:
+  """``jax.jit(fn)`` compiled for ``args``; returns (compiled, seconds spent compiling)."""
+  t = time.perf_counter()
+  compiled = jax.jit(fn, **jit_kwargs).lower(*args).compile()
+  return compiled, time.perf_counter() - t
+
+
+def blocking(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+  """A no-argument call of ``fn(*args)`` that waits for the result (JAX dispatches async)."""
+  return lambda: jax.block_until_ready(fn(*args))
+
+
+def time_calls(calls: Mapping[str, Callable[[], Any]], min_time: float = 1.0, repeats: int = 5,
+               warmup: int = 1) -> dict[str, float]:
+  """Median seconds per call of each candidate, timed in ``repeats`` interleaved rounds.
+
+  Each round runs a candidate enough times to last about ``min_time`` seconds (at least once).
+  """
+  iters = {}
+  for name, call in calls.items():
+    for _ in range(warmup):
+      call()
+    t = time.perf_counter()
+    call()
+    iters[name] = max(1, int(min_time / max(time.perf_counter() - t, 1e-6)))
+  per_call: dict[str, list[float]] = {name: [] for name in calls}
+  for _ in range(repeats):
+    for name, call in calls.items():
+      t = time.perf_counter()
+      for _ in range(iters[name]):
+        call()
+      per_call[name].append((time.perf_counter() - t) / iters[name])
+  return {name: statistics.median(ts) for name, ts in per_call.items()}
+
+
+def eval_forms(model: Any, variables: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """``{'train': (model, variables), 'deploy': reparameterize(model, variables)}``."""
+  from ghostnets_jax.reparam import reparameterize
+  return {'train': (model, variables), 'deploy': reparameterize(model, variables)}
+
+
+def images(batch: int, size: int, seed: int = 0) -> np.ndarray:
+  """A float32 NHWC batch of standard-normal pixels (normalised images have about that range)."""
+  return np.random.RandomState(seed).randn(batch, size, size, 3).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def init_variables_for(name: str, size: int) -> Any:
+  """Random variables of registry model ``name`` (1000 classes), cached per process.
+
+  Drawn in numpy for the shapes of ``init`` (``jax.eval_shape``: nothing compiled): kernels
+  normal with 1/fan-in variance, BN statistics at their initial values, other leaves small.
+  Speed does not depend on the values; this saves compiling ``init`` for every model.
+  """
+  from ghostnets_jax.registry import create_model
+  model = create_model(name)
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
+  rng = np.random.RandomState(0)
+
+  def draw(path: Any, leaf: Any) -> jax.Array:
+    key = jax.tree_util.keystr(path[-1:])
+    if 'kernel' in key:
+      std = np.sqrt(1.0 / max(1, int(np.prod(leaf.shape[:-1]))))
+    elif 'var' in key or 'scale' in key:
+      return jnp.ones(leaf.shape, leaf.dtype)
+    else:
+      std = 0.01
+    return jnp.asarray(rng.normal(0, std, leaf.shape), leaf.dtype)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool = True,
+            min_time: float = 1.0, repeats: int = 5) -> dict[str, float]:
+  """Eval-mode forward time of registry model ``name`` (JAX, float32, this process's CPUs).
+
+  Returns ``{'seconds': median per batch, 'compile_s': ...}``; random (initial) weights.
+  """
+  from ghostnets_jax.registry import create_model, get_spec
+  size = size or get_spec(name).input_size
+  model, variables = create_model(name), init_variables_for(name, size)
+  if deploy:
+    model, variables = eval_forms(model, variables)['deploy']
+  x = jnp.asarray(images(batch, size))
+  fn, compile_s = compile_jit(functools.partial(model.apply, train=False), variables, x)
+  seconds = time_calls({name: blocking(fn, variables, x)}, min_time, repeats)[name]
+  return {'seconds': seconds, 'compile_s': compile_s}

@@ -1,0 +1,112 @@
+"""PyTorch references of the registered models, for the parity tests and the benchmarks.
+
+``build(name)`` returns the model named by the registry's ``reference`` field (``timm:<name>``,
+``torchvision:<name>``) or, for models those libraries lack, our own independent PyTorch
+implementation (:data:`OWN_REFERENCES`: G-GhostNet, GhostNets_D, S-GhostNet, MultiGrain).
+``random_pair`` gives it random weights and the same weights as Flax variables (through
+``ghostnets_jax.convert.from_torch``), so both frameworks run the same function. Needs ``torch`` (and ``timm`` / ``torchvision``).
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import torch
+
+from ghostnets_jax.convert import from_torch
+from ghostnets_jax.registry import get_spec
+
+
+def _g_ghost_regnetx_032(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.g_ghost import GGhostRegNet
+  return GGhostRegNet([2, 6, 15, 2], [96, 192, 432, 1008], 48, num_classes=num_classes)
+
+
+def _g_ghost_resnet(depths: tuple[int, ...], variant: str) -> Callable[[int], torch.nn.Module]:
+  def build(num_classes: int) -> torch.nn.Module:
+    from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
+    return GGhostResNet(list(depths), num_classes=num_classes, variant=variant)
+  return build
+
+
+def _s_ghostnet(name: str) -> Callable[[int], torch.nn.Module]:
+  def build(num_classes: int) -> torch.nn.Module:
+    from ghostnets_jax.reference_torch.s_ghostnet import ARCHS, TorchSGhostNet
+    return TorchSGhostNet(*ARCHS[name], num_classes=num_classes)
+  return build
+
+
+def _multigrain(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.multigrain import TorchMultiGrain
+  return TorchMultiGrain(3.0, num_classes=num_classes, learn_p=False)  # the registry default
+
+
+# Models without a timm / torchvision counterpart: name -> builder(num_classes).
+OWN_REFERENCES: dict[str, Callable[[int], torch.nn.Module]] = {
+    'g_ghost_regnetx_032': _g_ghost_regnetx_032,
+    'g_ghost_resnet50': _g_ghost_resnet((3, 4, 6, 3), 'official'),
+    'ghostnet_d_101': _g_ghost_resnet((3, 4, 23, 3), 'ghostnet_d'),
+    's_ghostnet_b1': _s_ghostnet('s_ghostnet_b1'),
+    's_ghostnet_b4': _s_ghostnet('s_ghostnet_b4'),
+    'multigrain_resnet50': _multigrain,
+}
+
+
+def source(name: str) -> str:
+  """Where the reference of ``name`` comes from: ``timm:x``, ``torchvision:x`` or ``ours:name``."""
+  spec = get_spec(name)
+  if spec.reference:
+    return spec.reference
+  if name in OWN_REFERENCES:
+    return f'ours:{name}'
+  raise ValueError(f'{name} has no PyTorch reference: set `reference=` in its @register_model or '
+                   f'add a builder to ghostnets_jax.reference_torch.OWN_REFERENCES.')
+
+
+def build(name: str, num_classes: int = 1000) -> torch.nn.Module:
+  """The PyTorch reference of registry model ``name`` (random weights, eval mode)."""
+  lib, _, ref = source(name).partition(':')
+  if lib == 'timm':
+    import timm
+    model = timm.create_model(ref, pretrained=False, num_classes=num_classes)
+  elif lib == 'torchvision':
+    import torchvision
+    model = getattr(torchvision.models, ref)(num_classes=num_classes)
+  elif lib == 'ours':
+    model = OWN_REFERENCES[ref](num_classes)
+  else:
+    raise ValueError(f'{name}: unknown reference library {lib!r} in {source(name)!r}')
+  return model.eval()
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+  """Random BN affine params and running stats (in place), so BN conversion/folding is exercised."""
+  g = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for m in model.modules():
+      if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+        m.running_mean.normal_(0, 0.2, generator=g)
+        m.running_var.uniform_(0.5, 2.0, generator=g)
+        m.weight.uniform_(0.5, 1.5, generator=g)
+        m.bias.normal_(0, 0.2, generator=g)
+  return model
+
+
+def random_pair(name: str, num_classes: int = 1000, seed: int = 0) -> tuple[torch.nn.Module, dict]:
+  """The reference of ``name`` with random weights and BN statistics, and the same weights as
+  Flax variables (``ghostnets_jax.convert.from_torch``): both frameworks compute one function."""
+  torch.manual_seed(seed)
+  model = randomize_bn(build(name, num_classes), seed)
+  return model, from_torch(name, model.state_dict())
+
+
+def deploy(model: torch.nn.Module) -> torch.nn.Module:
+  """The reference's own inference form: timm's ``reparameterize_model`` on a copy (it merges
+  multi-branch layers such as RepGhost's and GhostNetV3's; plain models come back unchanged)."""
+  from timm.utils import reparameterize_model
+  return reparameterize_model(copy.deepcopy(model)).eval()
+
+
+def logits(out: Any) -> torch.Tensor:
+  """The logits of a reference's output (MultiGrain returns (logits, embedding))."""
+  return out[0] if isinstance(out, (tuple, list)) else out

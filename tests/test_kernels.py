@@ -1,0 +1,114 @@
+"""The fast CPU kernels equal the reference kernels: the pointwise (1x1 as a matrix product) and
+depthwise (shift-and-add) forms against XLA's native convolution and PyTorch, over shapes,
+strides, dtypes and odd sizes, in gradients, and inside a whole model (no timing here: speed is
+measured by benchmarks/inference.py)."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ghostnets_jax.layers import (Conv2d, depthwise_conv2d, depthwise_impl, pointwise_conv2d,
+                                  pointwise_impl, torch_padding)
+from tests.helpers import model_and_variables
+
+
+def torch_conv(x, kernel, stride, padding=0, groups=1):
+  out = F.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(kernel.transpose(3, 2, 0, 1)),
+                 stride=stride, padding=padding, groups=groups)
+  return out.numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize('n,hw,cin,cout,stride', [
+    (2, (9, 9), 16, 8, 1), (1, (7, 5), 3, 13, 1), (3, (11, 10), 24, 40, 2), (2, (5, 8), 7, 7, (2, 1)),
+    (4, (1, 1), 96, 24, 1), (1, (6, 6), 1, 5, 3)])
+def test_pointwise_matches_native_and_torch(n, hw, cin, cout, stride):
+  rng = np.random.RandomState(0)
+  x = rng.randn(n, *hw, cin).astype(np.float32)
+  kernel = rng.randn(1, 1, cin, cout).astype(np.float32)
+  ref = torch_conv(x, kernel, stride)
+  for impl in ('native', 'dot'):
+    out = pointwise_conv2d(jnp.asarray(x), jnp.asarray(kernel), stride, impl=impl)
+    assert out.shape == ref.shape, impl
+    np.testing.assert_allclose(np.asarray(out), ref, atol=2e-5, rtol=1e-5, err_msg=impl)
+
+
+@pytest.mark.parametrize('dtype,tol', [(jnp.bfloat16, 0.06), (jnp.float16, 5e-3)])
+def test_pointwise_low_precision_keeps_dtype_and_agrees(dtype, tol):
+  rng = np.random.RandomState(1)
+  x = jnp.asarray(rng.randn(2, 9, 7, 20), dtype)
+  k = jnp.asarray(rng.randn(1, 1, 20, 12) / 4, dtype)
+  a = pointwise_conv2d(x, k, 2, impl='native')
+  b = pointwise_conv2d(x, k, 2, impl='dot')
+  assert a.dtype == b.dtype == dtype and a.shape == b.shape == (2, 5, 4, 12)
+  exact = torch_conv(np.asarray(x, np.float32), np.asarray(k, np.float32), 2)
+  for out in (a, b):
+    np.testing.assert_allclose(np.asarray(out, np.float32), exact, atol=tol, rtol=tol)
+
+
+def test_pointwise_gradients_agree():
+  rng = np.random.RandomState(2)
+  x = jnp.asarray(rng.randn(2, 7, 9, 6), jnp.float32)
+  k = jnp.asarray(rng.randn(1, 1, 6, 10), jnp.float32)
+
+  def grads(impl):
+    return jax.grad(lambda x, k: (pointwise_conv2d(x, k, 2, impl=impl) ** 2).sum(), (0, 1))(x, k)
+  for a, b in zip(grads('native'), grads('dot')):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_pointwise_rejects_bad_kernel_and_impl():
+  x = jnp.ones((1, 4, 4, 3))
+  with pytest.raises(ValueError, match='does not fit 3 input channels'):
+    pointwise_conv2d(x, jnp.ones((1, 1, 4, 2)))
+  with pytest.raises(ValueError, match='unknown pointwise impl'):
+    pointwise_conv2d(x, jnp.ones((1, 1, 3, 2)), impl='gemm')
+  with pytest.raises(ValueError, match='pointwise impl must be one of'):
+    with pointwise_impl('gemm'):
+      pass
+
+
+def test_conv2d_dispatches_only_unpadded_single_group_1x1_to_dot():
+  x = jnp.ones((1, 6, 6, 4))
+
+  def jaxpr(conv, impl):
+    v = jax.eval_shape(conv.init, jax.random.PRNGKey(0), x)
+    v = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), v)
+    with pointwise_impl(impl):
+      return str(jax.make_jaxpr(conv.apply)(v, x))
+  assert 'conv_general_dilated' not in jaxpr(Conv2d(8, 1, 2, use_bias=True), 'dot')
+  assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1), 'native')
+  assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1, groups=2), 'dot')  # grouped 1x1
+  assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1, padding=((1, 1), (0, 0))), 'dot')
+
+
+@pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 0.1)])
+@pytest.mark.parametrize('k,stride,hw', [(3, 2, (7, 9)), (5, 1, (5, 6)), (5, 2, (11, 4))])
+def test_depthwise_shift_add_matches_native_over_dtypes_and_odd_sizes(dtype, tol, k, stride, hw):
+  rng = np.random.RandomState(3)
+  x = jnp.asarray(rng.randn(3, *hw, 5), dtype)
+  kernel = jnp.asarray(rng.randn(k, k, 1, 5) / k, dtype)
+  pad = torch_padding(k)
+  a = depthwise_conv2d(x, kernel, stride, pad, impl='native')
+  b = depthwise_conv2d(x, kernel, stride, pad, impl='shift_add')
+  assert a.dtype == b.dtype == dtype and a.shape == b.shape
+  np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=tol, rtol=tol)
+
+
+@functools.lru_cache(maxsize=None)
+def _logits(name, depthwise, pointwise):
+  model, variables = model_and_variables(name)
+  x = jnp.asarray(np.random.RandomState(0).randn(2, 64, 64, 3), jnp.float32)
+  with depthwise_impl(depthwise), pointwise_impl(pointwise):  # read at trace time
+    return np.asarray(jax.jit(functools.partial(model.apply, train=False))(variables, x))
+
+
+@pytest.mark.xdist_group('kernels_model')
+def test_ghostnet_with_fast_kernels_equals_native_kernels():
+  """Every Ghost block (primary/cheap convs, SE, shortcut, head) through both kernel sets."""
+  fast, native = _logits('ghostnet_050', 'shift_add', 'dot'), _logits('ghostnet_050', 'native', 'native')
+  assert np.abs(native).max() > 1e-2
+  np.testing.assert_allclose(fast, native, atol=1e-4 * np.abs(native).max(), rtol=1e-4)

@@ -1,0 +1,42 @@
+"""The zoo report and the benchmarks' plumbing, without timing anything: the report from given
+latencies (unknown ones as '-'), the plots written, the PyTorch reference lookup and the model
+name patterns of the benchmark scripts."""
+import json
+
+import pytest
+
+from ghostnets_jax import benchmark, reference_torch, zoo
+
+
+def test_report_from_stored_latencies_writes_table_json_and_plots(tmp_path):
+  names = ['ghostnet_050', 'repghostnet_050']
+  (tmp_path / 'zoo.json').write_text(json.dumps(
+      {'machine': 'test machine', 'rows': [{'name': 'ghostnet_050', 'latency_ms': 12.5}]}))
+  rows = zoo.write_report(names, str(tmp_path), measure=False)
+  assert [r['name'] for r in rows] == names
+  assert rows[0]['latency_ms'] == 12.5 and rows[1]['latency_ms'] is None
+  md = (tmp_path / 'zoo.md').read_text()
+  assert '> test machine' in md
+  assert '| `ghostnet_050` | ghostnet | 224 | 2.59 |' in md and '| 12.5 | 66.2 |' in md
+  assert '| - | 66.9 |' in md  # repghostnet_050: no latency stored, nothing measured
+  for f in zoo.REPORT_FILES:
+    assert (tmp_path / f).stat().st_size > 0, f
+  assert json.loads((tmp_path / 'zoo.json').read_text())['rows'][1]['params'] == rows[1]['params']
+
+
+def test_reuse_latency_needs_a_previous_report(tmp_path):
+  with pytest.raises(SystemExit, match='does not exist; run --report once'):
+    zoo.write_report(['ghostnet_050'], str(tmp_path), reuse_latency=True)
+
+
+def test_reference_sources_and_errors():
+  assert reference_torch.source('ghostnet_100') == 'timm:ghostnet_100'
+  assert reference_torch.source('g_ghost_regnetx_032') == 'ours:g_ghost_regnetx_032'
+  assert reference_torch.source('resnet50') == 'torchvision:resnet50'
+
+
+def test_benchmark_model_names_expand_patterns_and_reject_unknown():
+  assert benchmark.model_names('ghostnet_100,repghostnet_1[03]*') == [
+      'ghostnet_100', 'repghostnet_100', 'repghostnet_130']
+  with pytest.raises(ValueError, match='no registered model matches'):
+    benchmark.model_names('nothing_*')
