@@ -1,7 +1,8 @@
 """Fine-tuning (configs/finetune.py): a tiny GhostNet fine-tuned from a PyTorch-format file on an
 image folder made here (3 classes, 5 classes in the file), then from that run on the embedded
 data (10 classes): new head size, trunk == checkpoint before the first step, frozen trunk / BN
-bit-identical after training, the trunk lr multiplier, starting-weight formats, config errors."""
+bit-identical after training, the trunk lr multiplier, frozen BN = eval-mode BN, starting-weight
+formats, config errors."""
 from __future__ import annotations
 
 import functools
@@ -236,3 +237,25 @@ def test_config_errors(root, tmp_path):
   with pytest.raises(ValueError, match='--mode=train_and_eval needs evaluation data'):
     build(ft_config(str(tmp_path), **folder, **{'data.train_dir': train_dir, 'batch_size': 2}),
           'train_and_eval')
+
+
+def test_frozen_batch_norm_is_eval_mode_inside_a_training_apply():
+  from ghostnets_jax.layers import frozen_batch_norm
+  model = create_model('ghostnet_050', num_classes=10, drop_rate=0.0).clone(cfgs=TINY_CFGS,
+                                                                             head_chs=64)
+  variables = _random('ghostnet_050', 10, seed=6)
+  x = np.random.RandomState(0).randn(4, 32, 32, 3).astype(np.float32)
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def train_apply(frozen, v, x):
+    with frozen_batch_norm(frozen):
+      return model.apply(v, x, train=True, mutable=['batch_stats'])
+
+  eval_out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  frozen_out, frozen_stats = train_apply(True, variables, x)
+  train_out, train_stats = train_apply(False, variables, x)
+  np.testing.assert_allclose(frozen_out, eval_out, rtol=1e-5, atol=1e-5)
+  assert np.abs(train_out - eval_out).max() > 1e-2     # batch statistics differ from running ones
+  f, t, v = flat(frozen_stats), flat(train_stats), flat({'batch_stats': variables['batch_stats']})
+  assert all(np.array_equal(f[k], v[k]) for k in v)
+  assert not all(np.array_equal(t[k], v[k]) for k in v)
