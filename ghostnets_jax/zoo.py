@@ -37,10 +37,10 @@ def _latency(r: dict) -> str:
 
 
 def markdown_table(names: list[str]) -> str:
-  rows = ['| model | params (M) | MACs (G) | input | top-1 (%) | paper |',
+  rows = ['| model | params (M) | MACs (G, deploy form) | input | top-1 (%) | paper |',
           '|---|---:|---:|---:|---:|---|']
   for n in names:
-    i = model_info(n)
+    i = {**model_info(n), 'macs': model_info(n, deploy=True)['macs']}
     paper = f'[{i["paper"]}]({i["paper_url"]})' if i['paper_url'] else i['paper']
     rows.append(f'| `{n}` | {i["params"] / 1e6:.2f} | {i["macs"] / 1e9:.3f} | {i["input_size"]} | '
                 f'{_top1(i)} | {paper} |')
@@ -84,7 +84,7 @@ def collect(names: list[str], latencies: Optional[dict[str, float]] = None, meas
     deploy = model_info(n, deploy=True)
     row = {k: info[k] for k in ('name', 'family', 'input_size', 'params', 'macs', 'activations',
                                 'top1', 'top1_source', 'paper', 'paper_url')}
-    row['deploy_params'] = deploy['params']
+    row['deploy_params'], row['macs'] = deploy['params'], deploy['macs']  # inference cost
     row['latency_ms'] = latencies.get(n)
     rows.append(row)
     if row['latency_ms'] is None and measure:
@@ -108,7 +108,7 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
       'Top-1: ImageNet-1k as published (source column); not re-measured here.', '',
       '![top-1 against MACs](zoo_accuracy_vs_macs.png)', '',
       '![top-1 against CPU latency](zoo_accuracy_vs_latency.png)', '',
-      '| model | family | input | params (M) | deploy params (M) | MACs (G) | activations (M) | '
+      '| model | family | input | params (M) | deploy params (M) | MACs (G, deploy) | activations (M) | '
       'CPU latency (ms) | top-1 (%) | top-1 source |',
       '|---|---|---:|---:|---:|---:|---:|---:|---:|---|']
   for r in rows:
