@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.layers.conv import Conv2d, depthwise_impl, to_pair
+from ghostnets_jax.layers.conv import Conv2d, channels, depthwise_impl, to_pair
 
 
 @dataclasses.dataclass
@@ -51,7 +51,7 @@ def count_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
     mod = context.module
     if isinstance(mod, Conv2d):
       kh, kw = to_pair(mod.kernel_size)
-      cin = args[0].shape[-1]
+      cin = channels(args[0])
       per_out = kh * kw * cin // mod.groups
       n = math.prod(out.shape[1:])
       counts['macs'] += n * per_out
@@ -68,11 +68,12 @@ def count_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
 
   with depthwise_impl('native'):  # shapes only: one op per depthwise conv traces faster
     variables = jax.eval_shape(init, jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32))
-  channels = {}
+  feature_channels = {}
   if plans:  # the outermost backbone (MultiGrain's trunk is one level down)
-    channels = {s: x.shape[-1] for s, x in min(plans, key=lambda p: p[0])[1].features().items()}
+    feature_channels = {s: x.shape[-1]
+                        for s, x in min(plans, key=lambda p: p[0])[1].features().items()}
   return ModelStats(params=param_count(variables), macs=counts['macs'], activations=counts['acts'],
-                    feature_channels=channels)
+                    feature_channels=feature_channels)
 
 
 @functools.lru_cache(maxsize=None)

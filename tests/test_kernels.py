@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ghostnets_jax.layers import (Conv2d, depthwise_conv2d, depthwise_impl, pointwise_conv2d,
-                                  pointwise_impl, torch_padding)
+from ghostnets_jax.layers import (Conv2d, GhostModule, GhostModuleV2, depthwise_conv2d,
+                                  depthwise_impl, pointwise_conv2d, pointwise_impl, torch_padding)
+from ghostnets_jax.layers.conv import depthwise_conv2d_parts
 from tests.helpers import model_and_variables
 
 
@@ -96,6 +97,40 @@ def test_depthwise_shift_add_matches_native_over_dtypes_and_odd_sizes(dtype, tol
   b = depthwise_conv2d(x, kernel, stride, pad, impl='shift_add')
   assert a.dtype == b.dtype == dtype and a.shape == b.shape
   np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize('impl', ['shift_add', 'native'])
+@pytest.mark.parametrize('splits,mult,k,stride,hw,dtype,tol', [
+    ((3, 5), 1, 3, 2, (9, 7), jnp.float32, 1e-5), ((4,), 1, 3, 1, (5, 5), jnp.float32, 1e-5),
+    ((2, 1, 4), 2, 5, 2, (11, 6), jnp.float32, 1e-5), ((6, 6), 1, 3, (2, 1), (7, 8), jnp.bfloat16, 0.1)])
+def test_depthwise_over_channel_parts_equals_depthwise_of_their_concatenation(
+    impl, splits, mult, k, stride, hw, dtype, tol):
+  rng = np.random.RandomState(4)
+  parts = [jnp.asarray(rng.randn(2, *hw, c), dtype) for c in splits]
+  kernel = jnp.asarray(rng.randn(k, k, 1, sum(splits) * mult) / k, dtype)
+  pad = torch_padding(k)
+  ref = depthwise_conv2d(jnp.concatenate(parts, -1), kernel, stride, pad, impl='native')
+  out = depthwise_conv2d_parts(parts, kernel, stride, pad, impl=impl)
+  assert out.dtype == ref.dtype == dtype and out.shape == ref.shape
+  np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize('cls', [GhostModule, GhostModuleV2])
+@pytest.mark.parametrize('features', [8, 7])   # 7: the ghost part is cut to 3 of 4 channels
+def test_ghost_module_parts_join_to_its_output_and_convolve_like_it(cls, features):
+  """``split=True`` gives (intrinsic, ghost) parts whose concatenation is the module's output; a
+  depthwise Conv2d given the parts equals one given the concatenation (both kernels)."""
+  x = jnp.asarray(np.random.RandomState(5).randn(2, 8, 8, 6), jnp.float32)
+  module, conv = cls(features), Conv2d(features, 3, 2, groups=features)
+  v = module.init(jax.random.PRNGKey(0), x)
+  whole, parts = module.apply(v, x), module.apply(v, x, split=True)
+  assert len(parts) == 2 and parts[0].shape[-1] == 4 and parts[1].shape[-1] == features - 4
+  np.testing.assert_array_equal(np.asarray(jnp.concatenate(parts, -1)), np.asarray(whole))
+  cv = conv.init(jax.random.PRNGKey(1), whole)
+  for impl in ('shift_add', 'native'):
+    with depthwise_impl(impl):
+      np.testing.assert_allclose(np.asarray(conv.apply(cv, parts)), np.asarray(conv.apply(cv, whole)),
+                                 atol=1e-5, rtol=1e-5, err_msg=impl)
 
 
 @functools.lru_cache(maxsize=None)

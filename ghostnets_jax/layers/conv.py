@@ -10,6 +10,13 @@ per-channel weights. Likewise a 1x1 convolution (``groups == 1``, no padding) is
 faster on XLA:CPU as a matrix product over the channel axis (``dot_general``) than through its
 convolution emitter (measured on GhostNet's shapes, batch 32). GPU/TPU keep the native
 convolutions. Both forms give the same numbers (tests/test_layers.py).
+
+:class:`Conv2d` also takes its input as channel parts (a tuple whose concatenation along the
+channels is the input, e.g. a C-Ghost module's intrinsic and ghost maps): the shift-and-add
+depthwise kernel then convolves each part with its slice of the kernel and concatenates the
+(strided, smaller) outputs. XLA:CPU fuses a concatenation, the cheap depthwise op that feeds it
+and the next conv's zero padding into one loop that runs 3x slower than the same work unfused
+(docs/benchmarks.md); the split form never builds the padded concatenation.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ import jax.numpy as jnp
 from jax import lax
 
 IntPair = Union[int, Sequence[int]]
+Parts = Union[jax.Array, Sequence[jax.Array]]
+"""An array, or channel parts of one (their concatenation along the last axis)."""
 DEPTHWISE_IMPLS = ('auto', 'native', 'shift_add')
 POINTWISE_IMPLS = ('auto', 'native', 'dot')
 _depthwise_impl = contextvars.ContextVar('ghostnets_jax_depthwise_impl', default='auto')
@@ -123,6 +132,35 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
   return out
 
 
+def channels(x: Parts) -> int:
+  """Channels of an array or of channel parts together."""
+  return sum(p.shape[-1] for p in x) if isinstance(x, (tuple, list)) else x.shape[-1]
+
+
+def join(x: Parts) -> jax.Array:
+  """The array of channel parts ``x`` (``x`` itself if it is an array)."""
+  if isinstance(x, (tuple, list)):
+    return x[0] if len(x) == 1 else jnp.concatenate(x, axis=-1)
+  return x
+
+
+def depthwise_conv2d_parts(parts: Sequence[jax.Array], kernel: jax.Array, strides: IntPair = 1,
+                           padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
+                           dilation: IntPair = 1, impl: Optional[str] = None) -> jax.Array:
+  """``depthwise_conv2d(join(parts), ...)``; the shift-and-add kernel convolves part by part."""
+  impl = impl or resolve_depthwise_impl()
+  cin = channels(parts)
+  if impl != 'shift_add' or len(parts) == 1 or kernel.shape[-1] % cin:
+    return depthwise_conv2d(join(parts), kernel, strides, padding, dilation, impl)
+  mult, outs, start = kernel.shape[-1] // cin, [], 0
+  for p in parts:
+    c = p.shape[-1]
+    outs.append(depthwise_conv2d(p, kernel[..., start * mult:(start + c) * mult], strides,
+                                 padding, dilation, impl))
+    start += c
+  return jnp.concatenate(outs, axis=-1)
+
+
 def pointwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
                      impl: Optional[str] = None) -> jax.Array:
   """1x1 convolution (one group, no padding) of NHWC ``x`` with a ``(1, 1, Cin, Cout)`` kernel."""
@@ -149,6 +187,7 @@ class Conv2d(nn.Module):
     padding: None for PyTorch's symmetric ``d*(k-1)//2``, or explicit ((top, bottom), (left, right)).
     groups: channel groups; ``groups == in_channels`` selects the depthwise kernel, an unpadded
       1x1 kernel with one group the pointwise one.
+  The input may be an array or a tuple of channel parts (see the module docstring).
   """
   features: int
   kernel_size: IntPair = 1
@@ -163,8 +202,9 @@ class Conv2d(nn.Module):
   bias_init: Any = nn.initializers.zeros
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    cin = x.shape[-1]
+  def __call__(self, x: Parts) -> jax.Array:
+    parts = tuple(x) if isinstance(x, (tuple, list)) else (x,)
+    cin = channels(x)
     if cin % self.groups or self.features % self.groups:
       raise ValueError(f'{self.name}: channels in={cin} out={self.features} are not divisible '
                        f'by groups={self.groups}')
@@ -172,14 +212,14 @@ class Conv2d(nn.Module):
     kernel = self.param('kernel', self.kernel_init, (kh, kw, cin // self.groups, self.features),
                         self.param_dtype)
     padding = self.padding if self.padding is not None else torch_padding((kh, kw), self.dilation)
-    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    *parts, kernel = nn.dtypes.promote_dtype(*parts, kernel, dtype=self.dtype)
     if self.groups == cin and cin > 1:
-      y = depthwise_conv2d(x, kernel, self.strides, padding, self.dilation)
+      y = depthwise_conv2d_parts(parts, kernel, self.strides, padding, self.dilation)
     elif (kh, kw) == (1, 1) and self.groups == 1 and not any(any(p) for p in padding):
-      y = pointwise_conv2d(x, kernel, self.strides)
+      y = pointwise_conv2d(join(parts), kernel, self.strides)
     else:
       y = lax.conv_general_dilated(
-          x, kernel, to_pair(self.strides), tuple(tuple(p) for p in padding),
+          join(parts), kernel, to_pair(self.strides), tuple(tuple(p) for p in padding),
           rhs_dilation=to_pair(self.dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
           feature_group_count=self.groups)
     if self.use_bias:

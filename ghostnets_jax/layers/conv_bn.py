@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 
 from ghostnets_jax.layers.activations import get_act
-from ghostnets_jax.layers.conv import Conv2d, IntPair
+from ghostnets_jax.layers.conv import Conv2d, IntPair, Parts
 from ghostnets_jax.layers.norm import BatchNorm
 
 
@@ -29,7 +29,7 @@ class ConvBN(nn.Module):
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: Parts, train: bool = False) -> jax.Array:
     x = Conv2d(self.features, self.kernel_size, self.strides, self.padding, self.dilation,
                self.groups, use_bias=self.deploy, dtype=self.dtype, name='conv')(x)
     if not self.deploy:

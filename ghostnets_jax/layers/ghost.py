@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ghostnets_jax.layers.conv import Parts, join
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.pool import avg_pool_2x2, nearest_resize
 from ghostnets_jax.layers.rep_conv import RepConvBN
@@ -50,7 +51,8 @@ class GhostModule(nn.Module):
   def init_channels(self) -> int:
     return math.ceil(self.features / self.ratio)
 
-  def ghost(self, x: jax.Array, train: bool) -> jax.Array:
+  def ghost(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    """The intrinsic and ghost maps, cut to ``features`` channels together."""
     init, new = self.init_channels, self.init_channels * (self.ratio - 1)
     kw = dict(act=self.act, deploy=self.deploy, dtype=self.dtype, dilation=self.dilation)
     if self.num_conv_branches:
@@ -64,11 +66,15 @@ class GhostModule(nn.Module):
       primary = ConvBN(init, self.kernel_size, self.strides, name='primary_conv', **kw)
       cheap = ConvBN(new, self.dw_size, groups=init, name='cheap_operation', **kw)
     x1 = primary(x, train)
-    return jnp.concatenate([x1, cheap(x1, train)], axis=-1)[..., :self.features]
+    if init >= self.features:
+      return (x1[..., :self.features],)
+    return x1, cheap(x1, train)[..., :self.features - init]
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    return self.ghost(x, train)
+  def __call__(self, x: jax.Array, train: bool = False, split: bool = False) -> Parts:
+    """The output; with ``split`` as channel parts (intrinsic, ghost) that :class:`Conv2d` takes."""
+    parts = self.ghost(x, train)
+    return parts if split else join(parts)
 
 
 class DFCAttention(nn.Module):
@@ -100,11 +106,15 @@ class GhostModuleV2(GhostModule):
   """GhostNetV2 module: the C-Ghost output gated by DFC attention computed from the input."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    out = self.ghost(x, train)
+  def __call__(self, x: jax.Array, train: bool = False, split: bool = False) -> Parts:
+    parts = self.ghost(x, train)
     gate = DFCAttention(self.features, self.kernel_size, self.strides, self.deploy, self.dtype,
-                        self.dilation, name='short_conv')(x, out.shape[1:3], train)
-    return out * gate.astype(out.dtype)
+                        self.dilation, name='short_conv')(x, parts[0].shape[1:3], train)
+    gate = gate.astype(parts[0].dtype)
+    if not split:
+      return join(parts) * gate
+    c = parts[0].shape[-1]
+    return parts[0] * gate[..., :c], *(p * gate[..., c:] for p in parts[1:])
 
 
 class RepGhostModule(nn.Module):

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 
 from ghostnets_jax.layers.activations import get_act
-from ghostnets_jax.layers.conv import Conv2d, IntPair, to_pair
+from ghostnets_jax.layers.conv import Conv2d, IntPair, Parts, channels, join, to_pair
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.norm import BatchNorm
 from ghostnets_jax.reparam import (FusionRule, fold_bn, identity_kernel, merge_branches,
@@ -56,12 +56,15 @@ class RepConvBN(nn.Module):
   dilation: IntPair = 1
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: Parts, train: bool = False) -> jax.Array:
+    """``x``: an array or channel parts (the deploy conv convolves them part by part)."""
     if self.num_conv_branches < 1:
       raise ValueError(f'{self.name}: num_conv_branches must be >= 1, got {self.num_conv_branches}')
-    if self.use_identity and (x.shape[-1] != self.features or to_pair(self.strides) != (1, 1)):
+    if not self.deploy:
+      x = join(x)
+    if self.use_identity and (channels(x) != self.features or to_pair(self.strides) != (1, 1)):
       raise ValueError(f'{self.name}: an identity branch needs in == out channels and stride 1 '
-                       f'(got {x.shape[-1]} -> {self.features}, stride {self.strides}).')
+                       f'(got {channels(x)} -> {self.features}, stride {self.strides}).')
     if (self.use_scale or self.use_identity) and any(k % 2 == 0 for k in to_pair(self.kernel_size)):
       raise ValueError(f'{self.name}: 1x1/identity branches need an odd kernel to sit at its '
                        f'centre, got kernel_size={self.kernel_size}.')

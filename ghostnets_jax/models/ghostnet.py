@@ -71,7 +71,10 @@ class GhostBottleneck(nn.Module):
     kw = dict(deploy=self.deploy, dtype=self.dtype)
     strides = 1 if self.dilate else self.strides
     after = self.dilation * self.strides if self.dilate else self.dilation
-    y = self.ghost_module(self.mid_chs, 'relu', 'ghost1', True, self.dilation)(x, train)
+    # Channel parts go straight into the depthwise conv (see ghostnets_jax.layers.conv).
+    split = self.strides > 1 and self.mode != 'rep'
+    ghost1 = self.ghost_module(self.mid_chs, 'relu', 'ghost1', True, self.dilation)
+    y = ghost1(x, train, split=True) if split else ghost1(x, train)
     if self.strides > 1:
       dw = dict(groups=self.mid_chs, dilation=self.dilation, name='conv_dw', **kw)
       if self.num_conv_branches:
