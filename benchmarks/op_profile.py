@@ -1,6 +1,6 @@
 """Where a model's forward spends its time: XLA ops from a ``jax.profiler`` trace, with layer names.
 
-  PYTHONPATH=. python benchmarks/profile.py --model ghostnet_100 --batch 32 --threads 1
+  PYTHONPATH=. python benchmarks/op_profile.py --model ghostnet_100 --batch 32 --threads 1
 
 Compiles the eval-mode forward (deploy form by default), runs it under ``jax.profiler.trace``,
 reads the trace's per-op events (one per executed XLA fusion/thunk) and prints the ops that take
