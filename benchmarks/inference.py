@@ -6,7 +6,7 @@ For every model (any registered name or shell pattern) and batch size, both form
 ``train`` (BatchNorm as layers, multi-branch layers as branches) and ``deploy``
 (``ghostnets_jax.reparameterize``: BN folded, branches merged). JAX: jitted, compiled once
 (compile time reported), warmed up; ``--kernels native`` swaps the fast CPU kernels
-(shift-and-add depthwise, 1x1 as matmul) for XLA's convolutions, to see what they bring. PyTorch (``--compare timm``): the registry's reference
+(shift-and-add depthwise, 1x1 as matmul, grouped as a dense conv per group) for XLA's convolutions, to see what they bring. PyTorch (``--compare timm``): the registry's reference
 (timm / torchvision, or our own PyTorch code for models they lack, see
 ``ghostnets_jax.reference_torch``) under ``torch.inference_mode`` with as many threads as JAX
 uses; its deploy form is timm's ``reparameterize_model`` (which merges RepGhost/GhostNetV3
@@ -66,7 +66,7 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
   import numpy as np
 
   import ghostnets_jax as gj
-  from ghostnets_jax.layers import depthwise_impl, pointwise_impl
+  from ghostnets_jax.layers import conv_kernels
   size = a.size or gj.get_spec(name).input_size
   dtype = jnp.bfloat16 if a.dtype == 'bfloat16' else jnp.float32
   model = gj.create_model(name, dtype=dtype)
@@ -96,7 +96,7 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
   for form, (m, v) in bm.eval_forms(model, variables).items():
     if form not in forms:
       continue
-    with depthwise_impl(a.kernels), pointwise_impl(a.kernels):  # read while tracing
+    with conv_kernels(a.kernels):  # read while tracing
       fn, compile_s[form] = bm.compile_jit(functools.partial(m.apply, train=False), v, x)
     calls[f'jax {form}'] = bm.blocking(fn, v, x)
     outs[form] = np.asarray(fn(v, x), np.float32)

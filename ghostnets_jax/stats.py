@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.layers.conv import Conv2d, channels, depthwise_impl, to_pair
+from ghostnets_jax.layers.conv import Conv2d, channels, conv_kernels, to_pair
 
 
 @dataclasses.dataclass
@@ -66,7 +66,7 @@ def count_stats(model: nn.Module, input_shape: tuple[int, ...]) -> ModelStats:
     with nn.intercept_methods(interceptor):
       return model.init(jax.random.PRNGKey(0), x, train=False)
 
-  with depthwise_impl('native'):  # shapes only: one op per depthwise conv traces faster
+  with conv_kernels('native'):  # shapes only: one op per conv traces faster
     variables = jax.eval_shape(init, jax.ShapeDtypeStruct((1,) + tuple(input_shape), jnp.float32))
   feature_channels = {}
   if plans:  # the outermost backbone (MultiGrain's trunk is one level down)

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ghostnets_jax.layers import (Conv2d, GhostModule, GhostModuleV2, depthwise_conv2d,
-                                  depthwise_impl, pointwise_conv2d, pointwise_impl, torch_padding)
+from ghostnets_jax.layers import (Conv2d, GhostModule, GhostModuleV2, conv_kernels, depthwise_conv2d,
+                                  depthwise_impl, grouped_conv2d, grouped_impl, pointwise_conv2d,
+                                  pointwise_impl, torch_padding)
 from ghostnets_jax.layers.conv import depthwise_conv2d_parts
 from tests.helpers import model_and_variables
 
@@ -147,3 +148,54 @@ def test_ghostnet_with_fast_kernels_equals_native_kernels():
   fast, native = _logits('ghostnet_050', 'shift_add', 'dot'), _logits('ghostnet_050', 'native', 'native')
   assert np.abs(native).max() > 1e-2
   np.testing.assert_allclose(fast, native, atol=1e-4 * np.abs(native).max(), rtol=1e-4)
+
+
+@pytest.mark.parametrize('n,hw,cin,cout,groups,k,stride,dilation', [
+    (2, (9, 7), 8, 8, 2, 3, 1, 1), (1, (10, 11), 12, 24, 3, 3, 2, 1), (2, (6, 6), 6, 4, 2, 1, 1, 1),
+    (1, (9, 9), 16, 8, 4, 3, (2, 1), 2), (3, (5, 7), 9, 9, 9 // 3, 5, 2, 1)])
+def test_grouped_split_matches_native_and_torch(n, hw, cin, cout, groups, k, stride, dilation):
+  rng = np.random.RandomState(6)
+  x = rng.randn(n, *hw, cin).astype(np.float32)
+  kernel = rng.randn(k, k, cin // groups, cout).astype(np.float32) / k
+  pad = torch_padding(k, dilation)
+  ref = F.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), torch.from_numpy(kernel.transpose(3, 2, 0, 1)),
+                 stride=stride, padding=pad[0][0] if pad[0] == pad[1] else [p[0] for p in pad],
+                 dilation=dilation, groups=groups).numpy().transpose(0, 2, 3, 1)
+  for impl in ('native', 'split'):
+    out = grouped_conv2d(jnp.asarray(x), jnp.asarray(kernel), stride, pad, dilation, groups, impl=impl)
+    assert out.shape == ref.shape, impl
+    np.testing.assert_allclose(np.asarray(out), ref, atol=2e-5, rtol=1e-5, err_msg=impl)
+
+
+def test_grouped_split_keeps_low_precision_and_gradients():
+  rng = np.random.RandomState(7)
+  x = jnp.asarray(rng.randn(2, 8, 8, 12), jnp.bfloat16)
+  k = jnp.asarray(rng.randn(3, 3, 4, 6) / 6, jnp.bfloat16)
+  a, b = (grouped_conv2d(x, k, 2, torch_padding(3), 1, 3, impl=i) for i in ('native', 'split'))
+  assert a.dtype == b.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=0.05, rtol=0.05)
+  x32, k32 = x.astype(jnp.float32), k.astype(jnp.float32)
+
+  def grads(impl):
+    f = lambda x, k: (grouped_conv2d(x, k, 1, torch_padding(3), 1, 3, impl=impl) ** 2).sum()
+    return jax.grad(f, (0, 1))(x32, k32)
+  for a, b in zip(grads('native'), grads('split')):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_rejects_bad_kernel_and_impl_and_conv_kernels_sets_all():
+  x = jnp.ones((1, 4, 4, 6))
+  with pytest.raises(ValueError, match='does not fit 6 input channels'):
+    grouped_conv2d(x, jnp.ones((3, 3, 2, 6)), groups=2)
+  with pytest.raises(ValueError, match='unknown grouped impl'):
+    grouped_conv2d(x, jnp.ones((3, 3, 3, 6)), groups=2, impl='im2col')
+  with pytest.raises(ValueError, match="conv_kernels takes 'auto' or 'native'"):
+    with conv_kernels('fast'):
+      pass
+  conv = Conv2d(6, 3, groups=2)
+  v = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), jax.eval_shape(conv.init, jax.random.PRNGKey(0), x))
+  count = lambda: str(jax.make_jaxpr(conv.apply)(v, x)).count('conv_general_dilated')
+  with grouped_impl('split'):
+    assert count() == 2
+  with conv_kernels('native'):
+    assert count() == 1

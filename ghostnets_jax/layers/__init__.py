@@ -2,7 +2,8 @@
 from ghostnets_jax.layers.activations import get_act, hard_sigmoid, hard_swish, make_divisible
 from ghostnets_jax.layers.bottleneck import RESNET_BLOCK, BlockSpec, Bottleneck
 from ghostnets_jax.layers.checks import check_images
-from ghostnets_jax.layers.conv import (Conv2d, depthwise_conv2d, depthwise_impl, pointwise_conv2d,
+from ghostnets_jax.layers.conv import (Conv2d, conv_kernels, depthwise_conv2d, depthwise_impl,
+                                       grouped_conv2d, grouped_impl, pointwise_conv2d,
                                        pointwise_impl, torch_padding)
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.drop import DropPath
@@ -18,7 +19,7 @@ from ghostnets_jax.layers.squeeze_excite import SqueezeExcite
 __all__ = ['BatchNorm', 'BlockSpec', 'Bottleneck', 'CHEAP_OPS', 'Conv2d', 'ConvBN', 'DFCAttention',
            'DropPath', 'GeM', 'GGhostStage', 'GhostModule', 'GhostModuleV2', 'RESNET_BLOCK',
            'RepConvBN', 'RepGhostModule', 'SqueezeExcite', 'avg_pool_2x2', 'check_images',
-           'depthwise_conv2d', 'depthwise_impl', 'export_lowering', 'exporting', 'frozen_batch_norm',
-           'g_ghost_channels', 'gem_pool', 'get_act',
+           'conv_kernels', 'depthwise_conv2d', 'depthwise_impl', 'export_lowering', 'exporting', 'frozen_batch_norm',
+           'g_ghost_channels', 'gem_pool', 'get_act', 'grouped_conv2d', 'grouped_impl',
            'global_avg_pool', 'hard_sigmoid', 'hard_swish', 'l2_normalize', 'make_divisible',
            'max_pool_3x3_s2', 'nearest_resize', 'pointwise_conv2d', 'pointwise_impl', 'torch_padding']

@@ -9,7 +9,10 @@ PyTorch's; on CPU we compute it as a sum of ``kh * kw`` shifted, strided slices 
 per-channel weights. Likewise a 1x1 convolution (``groups == 1``, no padding) is 1.1-1.9x
 faster on XLA:CPU as a matrix product over the channel axis (``dot_general``) than through its
 convolution emitter (measured on GhostNet's shapes, batch 32). GPU/TPU keep the native
-convolutions. Both forms give the same numbers (tests/test_layers.py).
+convolutions. A grouped convolution with a few wide groups (RegNet's 3x3s: 2-21 groups of 48
+channels) runs 2.2-2.8x faster on XLA:CPU as one dense convolution per group, concatenated, than
+as one grouped convolution, and then matches PyTorch (docs/benchmarks.md). GPU/TPU keep the
+native convolutions. All forms give the same numbers (tests/test_kernels.py).
 
 :class:`Conv2d` also takes its input as channel parts (a tuple whose concatenation along the
 channels is the input, e.g. a C-Ghost module's intrinsic and ghost maps): the shift-and-add
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import flax.linen as nn
@@ -34,8 +38,10 @@ Parts = Union[jax.Array, Sequence[jax.Array]]
 """An array, or channel parts of one (their concatenation along the last axis)."""
 DEPTHWISE_IMPLS = ('auto', 'native', 'shift_add')
 POINTWISE_IMPLS = ('auto', 'native', 'dot')
+GROUPED_IMPLS = ('auto', 'native', 'split')
 _depthwise_impl = contextvars.ContextVar('ghostnets_jax_depthwise_impl', default='auto')
 _pointwise_impl = contextvars.ContextVar('ghostnets_jax_pointwise_impl', default='auto')
+_grouped_impl = contextvars.ContextVar('ghostnets_jax_grouped_impl', default='auto')
 
 # He-normal with fan-out, the usual init for CNNs trained from scratch (torchvision/timm ResNets).
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -65,18 +71,38 @@ def pointwise_impl(impl: str) -> contextlib.AbstractContextManager[None]:
   return _choose(_pointwise_impl, POINTWISE_IMPLS, 'pointwise', impl)
 
 
-def resolve_depthwise_impl() -> str:
-  impl = _depthwise_impl.get()
+def grouped_impl(impl: str) -> contextlib.AbstractContextManager[None]:
+  """Chooses the grouped-convolution kernel while tracing: 'auto', 'native' or 'split' (a dense
+  convolution per group)."""
+  return _choose(_grouped_impl, GROUPED_IMPLS, 'grouped', impl)
+
+
+@contextlib.contextmanager
+def conv_kernels(impl: str) -> Iterator[None]:
+  """Sets every conv kernel choice at once: 'auto' (fast forms on CPU) or 'native' (XLA's convs)."""
+  if impl not in ('auto', 'native'):
+    raise ValueError(f"conv_kernels takes 'auto' or 'native', got {impl!r}.")
+  with depthwise_impl(impl), pointwise_impl(impl), grouped_impl(impl):
+    yield
+
+
+def _resolve(var: contextvars.ContextVar, cpu: str) -> str:
+  impl = var.get()
   if impl == 'auto':
-    return 'shift_add' if jax.default_backend() == 'cpu' else 'native'
+    return cpu if jax.default_backend() == 'cpu' else 'native'
   return impl
+
+
+def resolve_depthwise_impl() -> str:
+  return _resolve(_depthwise_impl, 'shift_add')
 
 
 def resolve_pointwise_impl() -> str:
-  impl = _pointwise_impl.get()
-  if impl == 'auto':
-    return 'dot' if jax.default_backend() == 'cpu' else 'native'
-  return impl
+  return _resolve(_pointwise_impl, 'dot')
+
+
+def resolve_grouped_impl() -> str:
+  return _resolve(_grouped_impl, 'split')
 
 
 def to_pair(v: IntPair) -> tuple[int, int]:
@@ -130,6 +156,27 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
       term = patch * kernel[i, j, 0]
       out = term if out is None else out + term
   return out
+
+
+def grouped_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
+                   padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)), dilation: IntPair = 1,
+                   groups: int = 1, impl: Optional[str] = None) -> jax.Array:
+  """Convolution of NHWC ``x`` with an HWIO kernel ``(kh, kw, Cin // groups, Cout)`` in ``groups``
+  groups; 'split' runs one dense convolution per group and concatenates the outputs."""
+  impl = impl or resolve_grouped_impl()
+  if impl not in ('native', 'split'):
+    raise ValueError(f'unknown grouped impl {impl!r}; choose one of {GROUPED_IMPLS}')
+  cin, cout = x.shape[-1], kernel.shape[-1]
+  if cin % groups or cout % groups or kernel.shape[2] != cin // groups:
+    raise ValueError(f'kernel {kernel.shape} with groups={groups} does not fit {cin} input channels')
+  conv = functools.partial(lax.conv_general_dilated, window_strides=to_pair(strides),
+                           padding=tuple(tuple(p) for p in padding), rhs_dilation=to_pair(dilation),
+                           dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if impl == 'native' or groups == 1:
+    return conv(x, kernel, feature_group_count=groups)
+  ci, co = cin // groups, cout // groups
+  return jnp.concatenate([conv(x[..., g * ci:(g + 1) * ci], kernel[..., g * co:(g + 1) * co])
+                          for g in range(groups)], axis=-1)
 
 
 def channels(x: Parts) -> int:
@@ -218,10 +265,7 @@ class Conv2d(nn.Module):
     elif (kh, kw) == (1, 1) and self.groups == 1 and not any(any(p) for p in padding):
       y = pointwise_conv2d(join(parts), kernel, self.strides)
     else:
-      y = lax.conv_general_dilated(
-          join(parts), kernel, to_pair(self.strides), tuple(tuple(p) for p in padding),
-          rhs_dilation=to_pair(self.dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-          feature_group_count=self.groups)
+      y = grouped_conv2d(join(parts), kernel, self.strides, padding, self.dilation, self.groups)
     if self.use_bias:
       bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
       y = y + bias.astype(y.dtype)

@@ -12,17 +12,17 @@ import contextlib
 import contextvars
 from typing import Iterator
 
-from ghostnets_jax.layers.conv import depthwise_impl, pointwise_impl
+from ghostnets_jax.layers.conv import conv_kernels
 
 _exporting = contextvars.ContextVar('ghostnets_jax_export_lowering', default=False)
 
 
 @contextlib.contextmanager
 def export_lowering() -> Iterator[None]:
-  """Traces layers with export-friendly primitives (native depthwise and 1x1 convs included)."""
+  """Traces layers with export-friendly primitives (XLA's native convolutions included)."""
   token = _exporting.set(True)
   try:
-    with depthwise_impl('native'), pointwise_impl('native'):
+    with conv_kernels('native'):
       yield
   finally:
     _exporting.reset(token)

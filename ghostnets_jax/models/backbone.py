@@ -32,7 +32,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.layers.conv import depthwise_impl
+from ghostnets_jax.layers.conv import conv_kernels
 
 FEATURE_STRIDES = (2, 4, 8, 16, 32)
 OUTPUT_STRIDES = (8, 16, 32)
@@ -130,7 +130,7 @@ def abstract_features(model: nn.Module, input_size: int, batch: int = 1) -> tupl
   """``(features, variables)`` of ``model.features`` on a square input, as shapes (no compute)."""
   x = jax.ShapeDtypeStruct((batch, input_size, input_size, model.in_chans), jnp.float32)
   init = functools.partial(model.init_with_output, method='features', train=False)
-  with depthwise_impl('native'):  # shapes only: one op per depthwise conv traces faster
+  with conv_kernels('native'):  # shapes only: one op per conv traces faster
     return jax.eval_shape(init, jax.random.PRNGKey(0), x)
 
 
