@@ -98,8 +98,8 @@ class Experiment:
                                         reset_head=bool(c.get('finetune', {}).get('reset_head')))
     return state
 
-  def restore(self, which) -> tuple[int, state_lib.TrainState, dict]:
-    return self.checkpointer.restore(which, self.abstract, self.shardings)
+  def restore(self, which, quarantine: bool = False) -> tuple[int, state_lib.TrainState, dict]:
+    return self.checkpointer.restore(which, self.abstract, self.shardings, quarantine=quarantine)
 
   # ---------------------------------------------------------------------------------- steps
   def train_step(self, state, batch):
@@ -348,7 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_iter = exp.train_iterator()
   start = exp.checkpointer.latest_step()
   if start is not None:
-    start, state, data_state = exp.restore('latest')
+    start, state, data_state = exp.restore('latest', quarantine=True)
     train_iter.set_state(data_state)
     logging.info('resumed at step %d (input position %s)', start, data_state)
   else:
