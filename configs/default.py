@@ -32,6 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.loss = 'softmax_ce'             # registry in ghostnets_jax.train.step (register_loss)
   c.loss_kwargs = ml_collections.ConfigDict()   # e.g. multigrain: lam, margin, label_smoothing
   c.log_every_steps = 100
+  c.on_nonfinite = 'stop'           # a NaN/Inf loss or gradient: stop (naming the step) | skip (count it)
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
 
   c.data = ml_collections.ConfigDict()

@@ -321,6 +321,38 @@ def check_finite(step: int, scalars: dict[str, float]) -> None:
                              'and rerun the same command to resume from it.')
 
 
+class NonFiniteGuard:
+  """Collects each step's non-finite flag (on device, no sync) and checks them at log steps and
+  before every save. The step itself never applies a non-finite update; ``stop`` then raises
+  naming the first bad step, ``skip`` counts the skipped steps (kept in the checkpoint)."""
+
+  def __init__(self, mode: str, skipped: int = 0):
+    if mode not in ('stop', 'skip'):
+      raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip', got {mode!r}")
+    self.mode, self.skipped, self._pending = mode, skipped, []
+
+  def add(self, step: int, metrics) -> None:
+    self._pending.append((step, metrics.nonfinite.total))
+
+  def check(self, checkpointer: Checkpointer) -> None:
+    flags = jax.device_get([f for _, f in self._pending])
+    bad = [s for (s, _), f in zip(self._pending, flags) if f > 0]
+    self._pending = []
+    if not bad:
+      return
+    if self.mode == 'stop':
+      checkpointer.wait()
+      last_good = checkpointer.latest_step()
+      raise FloatingPointError(
+          f'non-finite loss or gradient at step {bad[0]} (steps {bad}); training stopped, the '
+          f'last good checkpoint (step {last_good}) is kept and nothing after it was saved. Lower '
+          'optim.lr or enable optim.grad_clip_norm and rerun the same command to resume from '
+          "it, or set --config.on_nonfinite=skip to skip such steps.")
+    self.skipped += len(bad)
+    logging.warning('skipped %d step(s) with a non-finite loss or gradient: %s (%d in this run)',
+                    len(bad), bad, self.skipped)
+
+
 def _eval_variables(exp: Experiment, state: state_lib.TrainState) -> list[tuple[str, dict]]:
   """[(prefix, variables)]: raw weights, and EMA weights when EMA is on."""
   out = [('', state.variables(False))]
@@ -350,9 +382,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if start is not None:
     start, state, data_state = exp.restore('latest', quarantine=True)
     train_iter.set_state(data_state)
+    skipped = int(data_state.get('nonfinite_skipped', 0))
     logging.info('resumed at step %d (input position %s)', start, data_state)
   else:
-    start, state = 0, exp.init_state()
+    start, state, skipped = 0, exp.init_state(), 0
     writer.write_hparams({k: v for k, v in _flat(c.to_dict()).items()})
   total = r['total_steps']
   logging.info('training %s for %d steps (%d/epoch), global batch %d on %d devices, lr %.4g',
@@ -366,14 +399,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step = start
   stop = min(total, c.stop_after_step) if c.stop_after_step > 0 else total
   signals = StopSignal()
+  guard = NonFiniteGuard(c.on_nonfinite, skipped)
   for step in range(start + 1, stop + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = mesh_lib.global_batch(next(train_iter), exp.batch_sharding)
       state, m = exp.train_step(state, batch)
+    guard.add(step, m)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)
     for h in hooks:
       h(step)
     if step % c.log_every_steps == 0 or step == total:
+      guard.check(exp.checkpointer)
       scalars = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
       dt = time.time() - t_log
       sps = (step - s_log) / max(dt, 1e-9)
@@ -400,11 +436,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # multi-process: the flag is agreed on (a collective) at log steps only
     stopping = (jax.process_count() == 1 or step % c.log_every_steps == 0) and signals.requested()
     if step % r['checkpoint_every'] == 0 or step == stop or stopping:
-      exp.checkpointer.save(step, state, train_iter.get_state(), metrics)
+      guard.check(exp.checkpointer)
+      data_state = train_iter.get_state()
+      if guard.skipped:
+        data_state['nonfinite_skipped'] = guard.skipped
+      exp.checkpointer.save(step, state, data_state, metrics)
     if stopping:
       logging.warning('stopped at step %d on a signal; rerun the same command to resume', step)
       break
   signals.restore()
+  guard.check(exp.checkpointer)
   exp.checkpointer.wait()
   writer.flush()
   exp.checkpointer.close()
