@@ -23,7 +23,12 @@ def main_cmd(workdir: str, *overrides: str) -> list[str]:
 def run_main(workdir: str, *overrides: str, timeout: int = 600) -> tuple[int, str]:
   """Runs ``main.py`` to the end: (returncode, log)."""
   p = run_python(main_cmd(workdir, *overrides))
-  log = p.communicate(timeout=timeout)[0]
+  try:
+    log = p.communicate(timeout=timeout)[0]
+  except subprocess.TimeoutExpired:
+    p.kill()                  # no orphan run left behind
+    p.communicate()
+    raise
   return p.returncode, log
 
 
