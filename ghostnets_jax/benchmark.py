@@ -145,22 +145,9 @@ def init_variables_for(name: str, size: int) -> Any:
   normal with 1/fan-in variance, BN statistics at their initial values, other leaves small.
   Speed does not depend on the values; this saves compiling ``init`` for every model.
   """
+  from ghostnets_jax.initialize import random_variables
   from ghostnets_jax.registry import create_model
-  model = create_model(name)
-  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  rng = np.random.RandomState(0)
-
-  def draw(path: Any, leaf: Any) -> jax.Array:
-    key = jax.tree_util.keystr(path[-1:])
-    if 'kernel' in key:
-      std = np.sqrt(1.0 / max(1, int(np.prod(leaf.shape[:-1]))))
-    elif 'var' in key or 'scale' in key:
-      return jnp.ones(leaf.shape, leaf.dtype)
-    else:
-      std = 0.01
-    return jnp.asarray(rng.normal(0, std, leaf.shape), leaf.dtype)
-  return jax.tree_util.tree_map_with_path(draw, shapes)
+  return random_variables(create_model(name), size, other_std=0.01, unit_keys=('var', 'scale'))
 
 
 def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool = True,

@@ -22,3 +22,36 @@ import jax  # noqa: E402
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs',
                   float(os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS']))
+
+
+# Memory: a worker that keeps every group's models, variables and executables grows past 10 GB
+# over the registry. Tests that share caches share an xdist group (run back to back on one
+# worker), so the in-memory caches are dropped whenever the group changes; recompiles then come
+# from the persistent cache on disk.
+_current_group = [None]
+
+
+def _group(item) -> str:
+  mark = item.get_closest_marker('xdist_group')
+  if mark is None:
+    return item.module.__name__
+  return str(mark.args[0] if mark.args else mark.kwargs.get('name'))
+
+
+def _release_caches() -> None:
+  import gc
+  import sys
+  for name, module in list(sys.modules.items()):
+    if name.startswith(('tests.', 'test_')) and module is not None:
+      for value in list(vars(module).values()):
+        if callable(getattr(value, 'cache_clear', None)):
+          value.cache_clear()
+  jax.clear_caches()
+  gc.collect()
+
+
+def pytest_runtest_setup(item):
+  group = _group(item)
+  if _current_group[0] is not None and group != _current_group[0]:
+    _release_caches()
+  _current_group[0] = group

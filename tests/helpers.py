@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ghostnets_jax as gj
+from ghostnets_jax.initialize import random_variables as init_random_variables
 
 SMALL = 64  # input size for registry-wide tests: enough for every model's total stride of 32
 
@@ -54,19 +55,8 @@ def _scale_bn(branch: dict, factor: float) -> dict:
 
 
 def random_variables(model, size: int = SMALL, seed: int = 0) -> dict:
-  """Random variables of the right shapes without compiling ``init`` (numpy draws, fan-in scaled)."""
-  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  rng = np.random.RandomState(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if 'kernel' in name:
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return jnp.asarray(rng.normal(0, np.sqrt(1.0 / fan_in), leaf.shape), leaf.dtype)
-    return jnp.asarray(rng.normal(0, 0.1, leaf.shape), leaf.dtype)
-
-  return randomize_bn_stats(jax.tree_util.tree_map_with_path(draw, shapes), seed)
+  """Random variables of the right shapes without compiling ``init``, with random BN statistics."""
+  return randomize_bn_stats(init_random_variables(model, size, seed), seed)
 
 
 @functools.lru_cache(maxsize=None)

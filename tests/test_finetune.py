@@ -173,7 +173,7 @@ def test_trunk_lr_multiplier_scales_trunk_updates_only(name):
 
 
 def test_starting_weights_from_pytorch_and_mindspore_files(tmp_path):
-  ms = pytest.importorskip('mindspore')
+  import mindspore as ms
   from safetensors.numpy import save_file
   from ghostnets_jax.convert import to_mindspore
   # MindSpore names are registered for the GhostNet 1.0x zoo model; the tiny layout via cfgs

@@ -102,7 +102,7 @@ def _problem(seed=0):
 
 @pytest.mark.parametrize('nesterov', [False, True])
 def test_sgd_matches_torch(nesterov):
-  torch = pytest.importorskip('torch')
+  import torch
   params, grads = _problem()
   c = _cfg(optim__name='sgd', optim__momentum=0.9, optim__nesterov=nesterov,
            optim__weight_decay=1e-2)
@@ -136,7 +136,7 @@ def test_rmsprop_tf_matches_the_tf_formula():
 
 
 def test_adamw_matches_torch_and_lamb_descends():
-  torch = pytest.importorskip('torch')
+  import torch
   params, grads = _problem(2)
   c = _cfg(optim__name='adamw', optim__weight_decay=0.05, optim__wd_exclude_1d=False)
   ours = _run(optim.make_optimizer(c, lambda s: 1e-2), params, grads)

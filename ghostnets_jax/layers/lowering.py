@@ -12,17 +12,17 @@ import contextlib
 import contextvars
 from typing import Iterator
 
-from ghostnets_jax.layers.conv import depthwise_impl
+from ghostnets_jax.layers.conv import depthwise_impl, pointwise_impl
 
 _exporting = contextvars.ContextVar('ghostnets_jax_export_lowering', default=False)
 
 
 @contextlib.contextmanager
 def export_lowering() -> Iterator[None]:
-  """Traces layers with export-friendly primitives (native depthwise conv included)."""
+  """Traces layers with export-friendly primitives (native depthwise and 1x1 convs included)."""
   token = _exporting.set(True)
   try:
-    with depthwise_impl('native'):
+    with depthwise_impl('native'), pointwise_impl('native'):
       yield
   finally:
     _exporting.reset(token)
