@@ -10,6 +10,8 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -26,6 +28,17 @@ class _QuietLibraries(logging.logging.Filter):
 
   def filter(self, record) -> bool:
     return record.levelno >= logging.logging.WARNING or '/orbax/' not in record.pathname
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing; a bad ``--config.<field>=`` override exits naming the field and the fix."""
+  from ghostnets_jax.train import cli
+  try:
+    return cli.parse_flags(argv, FLAGS)
+  except (cli.ConfigOverrideError, flags.Error) as e:   # printed as absl's parser does
+    sys.stderr.write(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help '
+                     'on flags.\n')
+    sys.exit(1)
 
 
 def main(argv: list[str]) -> None:
@@ -46,4 +59,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
