@@ -27,6 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_epochs = 300.0
   c.num_train_steps = -1            # > 0 overrides num_epochs
   c.stop_after_step = -1            # > 0: this invocation stops (and checkpoints) there; rerun resumes
+  c.resume = 'auto'                 # auto: resume the workdir's run, refuse another model/config | force
   c.image_size = ml_collections.config_dict.placeholder(int)
   c.label_smoothing = 0.1
   c.loss = 'softmax_ce'             # registry in ghostnets_jax.train.step (register_loss)

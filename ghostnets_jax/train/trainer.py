@@ -27,6 +27,7 @@ from ghostnets_jax.data import datasets, pipeline, preprocess
 from ghostnets_jax.registry import create_model, get_spec, module_fields
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
+from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import (BEST_METRIC, Checkpointer, is_run_checkpoint,
                                             restore_variables)
 
@@ -54,6 +55,7 @@ class Experiment:
   checkpointer: Checkpointer
   teacher: Any = None
   teacher_vars: Any = None
+  run_record: Optional[tuple[dict, dict]] = None   # (identity, state signature) for run.json
   _train_step: Any = None
   _eval_step: Any = None
   _embed_fn: Any = None
@@ -171,10 +173,12 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   eval_size = c.eval.image_size or image_size
   a = c.aug
   mean, std = tuple(a.mean or spec.mean), tuple(a.std or spec.std)
+  for field, v in (('mean', mean), ('std', std)):
+    if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+      raise ValueError(f'config.aug.{field} must be 3 numbers (per RGB channel, images scaled to '
+                       f'0-1), got {v!r}; e.g. --config.aug.{field}="{tuple(getattr(spec, field))}".')
   n_dev = mesh.devices.size
-  if c.batch_size % (n_dev * c.optim.grad_accum_steps) or c.batch_size % jax.process_count():
-    raise ValueError(f'batch_size={c.batch_size} must be divisible by devices x grad_accum_steps '
-                     f'= {n_dev} x {c.optim.grad_accum_steps}; change --config.batch_size.')
+  mesh_lib.check_batch_size(c.batch_size, n_dev, c.optim.grad_accum_steps, jax.process_count())
   eval_bs = c.eval.batch_size or c.batch_size
   eval_bs = int(math.ceil(eval_bs / n_dev) * n_dev)
   out: dict[str, Any] = {
@@ -227,10 +231,13 @@ def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True
   abstract = state_lib.abstract_state(model, tx, resolved['image_size'], bool(c.ema.decay),
                                       step_lib.get_loss(c.loss).init_params)
   shardings = state_lib.state_shardings(mesh, abstract, c.sharding.fsdp_min_size)
+  record = (workdir_lib.identity(c, num_classes, train), workdir_lib.state_signature(abstract))
+  rewrite = workdir_lib.check(workdir, *record, has_checkpoints=resuming,   # before any write
+                              resume=c.get('resume', 'auto'), action='resume' if train else 'evaluate')
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep,
                       keep_best=c.checkpoint.keep_best, async_save=c.checkpoint.async_save)
   exp = Experiment(c, workdir, resolved, mesh, model, tx, schedule, abstract, shardings,
-                   train_source, eval_source, ckpt)
+                   train_source, eval_source, ckpt, run_record=record if rewrite else None)
   if c.distill.teacher and train:
     exp.teacher, exp.teacher_vars = build_teacher(c, num_classes, resolved['image_size'], mesh)
   return exp
@@ -272,6 +279,8 @@ def _write_configs(exp: Experiment) -> None:
   if jax.process_index() != 0:
     return
   os.makedirs(exp.workdir, exist_ok=True)
+  if exp.run_record is not None:
+    workdir_lib.write(exp.workdir, *exp.run_record)
   with open(os.path.join(exp.workdir, 'config.json'), 'w') as f:
     f.write(exp.config.to_json_best_effort(indent=2, sort_keys=True))
   resolved = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
@@ -457,6 +466,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Restores ``config.eval.checkpoint`` ('latest', 'best' or a step) from ``workdir`` and
   evaluates its EMA (``config.eval.use_ema`` and the run had EMA) or raw weights."""
+  if not is_run_checkpoint(os.path.join(workdir, 'checkpoints')):
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: --mode=eval evaluates a '
+                            'checkpoint of a training run; pass that run\'s --workdir (nothing '
+                            'was created).')
   exp = build(config, workdir, train=False)
   c = exp.config
   step, state, _ = exp.restore(c.eval.checkpoint)
