@@ -3,8 +3,10 @@ config (6 steps, a checkpoint after every step), made once per test session."""
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -81,3 +83,14 @@ def assert_same_state(got: dict, want: dict) -> None:
   for k in want:
     assert got[k].dtype == want[k].dtype, k
     assert got[k].tobytes() == want[k].tobytes(), f'{k} differs'
+
+
+def copy_run(src: str, dst) -> str:
+  shutil.copytree(src, dst)
+  return str(dst)
+
+
+def files(d: str) -> dict[str, bytes]:
+  """``{relative path: contents}`` of every file under ``d``."""
+  return {os.path.relpath(f, d): open(f, 'rb').read()
+          for f in glob.glob(os.path.join(d, '**', '*'), recursive=True) if os.path.isfile(f)}

@@ -12,23 +12,23 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.reliability.conftest import assert_same_state, restore
+from tests.reliability.conftest import assert_same_state, copy_run, files, restore
 from tests.reliability.tiny_config import RUN
 from tests.train_helpers import tiny_config
 
 pytestmark = pytest.mark.xdist_group('reliability')
 
 
-def _array_files(step_dir: str) -> list[str]:
+def _arrayfiles(step_dir: str) -> list[str]:
   return sorted(glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd', '*')))
 
 
 def _largest_array_file(step_dir: str) -> str:
-  return max(_array_files(step_dir), key=os.path.getsize)
+  return max(_arrayfiles(step_dir), key=os.path.getsize)
 
 
 def truncate(step_dir):       # every array file cut in half (a copy or write that stopped early)
-  for f in _array_files(step_dir):
+  for f in _arrayfiles(step_dir):
     os.truncate(f, os.path.getsize(f) // 2)
 
 
@@ -54,25 +54,15 @@ def bit_flip(step_dir):
   open(f, 'wb').write(b)
 
 
-def _copy(baseline: str, dst) -> str:
-  shutil.copytree(baseline, dst)
-  return str(dst)
-
-
-def _files(d: str) -> dict[str, bytes]:
-  return {os.path.relpath(f, d): open(f, 'rb').read()
-          for f in glob.glob(os.path.join(d, '**', '*'), recursive=True) if os.path.isfile(f)}
-
-
 @pytest.mark.parametrize('damage', [truncate, empty, garbage, bit_flip], ids=lambda f: f.__name__)
 def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline, tmp_path, damage,
                                                                         caplog):
   from ghostnets_jax.train import trainer
-  workdir = _copy(baseline, tmp_path / 'run')
+  workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   damage(os.path.join(ckpts, '6'))
-  damaged = _files(os.path.join(ckpts, '6'))
-  good = {s: _files(os.path.join(ckpts, str(s))) for s in range(1, 6)}
+  damaged = files(os.path.join(ckpts, '6'))
+  good = {s: files(os.path.join(ckpts, str(s))) for s in range(1, 6)}
   with caplog.at_level(logging.INFO):
     exp = trainer.build(tiny_config(**RUN), workdir, train=True)
     step, state, data = exp.restore('latest', quarantine=True)
@@ -84,14 +74,14 @@ def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline,
   assert step == 5 and data['batch'] == 5
   from tests.train_helpers import flat
   assert_same_state(flat(state), restore(baseline, 5)[1])
-  assert _files(os.path.join(ckpts, '6.corrupt')) == damaged       # kept as it was
+  assert files(os.path.join(ckpts, '6.corrupt')) == damaged       # kept as it was
   for s, files in good.items():                                    # good ones untouched
-    assert _files(os.path.join(ckpts, str(s))) == files
+    assert files(os.path.join(ckpts, str(s))) == files
 
 
 def test_resume_past_a_damaged_latest_ends_bit_identical(baseline, tmp_path):
   from ghostnets_jax.train import trainer
-  workdir = _copy(baseline, tmp_path / 'run')
+  workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   for s in (5, 6):
     bit_flip(os.path.join(ckpts, str(s)))
@@ -106,7 +96,7 @@ def test_resume_past_a_damaged_latest_ends_bit_identical(baseline, tmp_path):
 def test_all_damaged_or_a_damaged_named_step_raise_and_change_nothing(baseline, tmp_path):
   from ghostnets_jax.train import trainer
   from ghostnets_jax.train.checkpoint import CorruptCheckpointError
-  workdir = _copy(baseline, tmp_path / 'run')
+  workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   garbage(os.path.join(ckpts, '3'))
   exp = trainer.build(tiny_config(**RUN), workdir, train=False)
@@ -115,20 +105,20 @@ def test_all_damaged_or_a_damaged_named_step_raise_and_change_nothing(baseline, 
   for s in range(1, 7):
     if s != 3:
       empty(os.path.join(ckpts, str(s)))
-  before = _files(ckpts)
+  before = files(ckpts)
   with pytest.raises(CorruptCheckpointError, match='no readable checkpoint .* every step is '
                      r'damaged \(none was changed or deleted\)') as e:
     exp.restore('latest', quarantine=True)
   exp.checkpointer.close()
   assert all(f'{ckpts}/{s} ' in str(e.value) for s in range(1, 7))
-  assert _files(ckpts) == before
+  assert files(ckpts) == before
 
 
 def test_an_interrupted_save_is_not_taken_as_a_checkpoint(baseline, tmp_path):
   """orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it when complete: a
   save killed before the rename (here: a full copy of step 6 under the temporary name) is
   ignored and the newest committed step is restored."""
-  workdir = _copy(baseline, tmp_path / 'run')
+  workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   shutil.copytree(os.path.join(ckpts, '6'), os.path.join(ckpts, '7.orbax-checkpoint-tmp-1'))
   step, got, _ = restore(workdir)
