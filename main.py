@@ -10,9 +10,18 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
+
+# Workdir safety: importing TensorFlow imports Keras, which writes ~/.keras/keras.json and builds
+# matplotlib's font cache in ~/.cache. Both go to a private directory removed at exit, so a run
+# writes only to --workdir and the TFDS data_dir (unless the user set these variables).
+_SCRATCH = tempfile.TemporaryDirectory(prefix='ghostnets_jax-')
+for _var, _sub in (('KERAS_HOME', 'keras'), ('MPLCONFIGDIR', 'matplotlib')):
+  os.environ.setdefault(_var, os.path.join(_SCRATCH.name, _sub))
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS

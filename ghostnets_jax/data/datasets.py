@@ -1,9 +1,12 @@
 """Random-access TFDS record sources (array_record), prepared on first use, with clear errors."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import os
+import shutil
+import tempfile
 import unittest.mock
 from typing import Any, Callable, Optional, Sequence
 
@@ -71,9 +74,29 @@ def _check_manual_files(name: str, builder: tfds.core.DatasetBuilder, manual_dir
     raise DatasetNotFoundError('\n'.join(lines))
 
 
+@contextlib.contextmanager
+def _scratch_tempdir():
+  """Python's temporary files go to a directory removed afterwards: TFDS leaves an empty
+  ``mkdtemp()`` behind whenever it builds the info of a dataset that is not prepared yet."""
+  scratch, previous = tempfile.mkdtemp(prefix='ghostnets_jax-tfds-'), tempfile.tempdir
+  tempfile.tempdir = scratch
+  try:
+    yield
+  finally:
+    tempfile.tempdir = previous
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None
             ) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of ``name``, prepared in array_record format if it is not yet."""
+  """The TFDS builder of ``name``, prepared in array_record format if it is not yet (writing
+  only to ``data_dir``)."""
+  with _scratch_tempdir():
+    return _prepare(name, data_dir, manual_dir)
+
+
+def _prepare(name: str, data_dir: Optional[str], manual_dir: Optional[str]
+             ) -> tfds.core.DatasetBuilder:
   _register_builtin_builders()
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
