@@ -19,16 +19,16 @@ from tests.train_helpers import tiny_config
 pytestmark = pytest.mark.xdist_group('reliability')
 
 
-def _arrayfiles(step_dir: str) -> list[str]:
+def _array_files(step_dir: str) -> list[str]:
   return sorted(glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd', '*')))
 
 
 def _largest_array_file(step_dir: str) -> str:
-  return max(_arrayfiles(step_dir), key=os.path.getsize)
+  return max(_array_files(step_dir), key=os.path.getsize)
 
 
 def truncate(step_dir):       # every array file cut in half (a copy or write that stopped early)
-  for f in _arrayfiles(step_dir):
+  for f in _array_files(step_dir):
     os.truncate(f, os.path.getsize(f) // 2)
 
 
@@ -75,8 +75,8 @@ def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline,
   from tests.train_helpers import flat
   assert_same_state(flat(state), restore(baseline, 5)[1])
   assert files(os.path.join(ckpts, '6.corrupt')) == damaged       # kept as it was
-  for s, files in good.items():                                    # good ones untouched
-    assert files(os.path.join(ckpts, str(s))) == files
+  for s, kept in good.items():                                     # good ones untouched
+    assert files(os.path.join(ckpts, str(s))) == kept
 
 
 def test_resume_past_a_damaged_latest_ends_bit_identical(baseline, tmp_path):
