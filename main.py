@@ -10,7 +10,18 @@ Rerunning the same command resumes from the latest checkpoint in --workdir.
 """
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
+
 from absl import app, flags, logging
+
+# Workdir safety: importing TensorFlow imports Keras, which writes ~/.keras/keras.json and builds
+# matplotlib's font cache in ~/.cache. Both go to a private directory removed at exit, so a run
+# writes only to --workdir and the TFDS data_dir (unless the user set these variables).
+_SCRATCH = tempfile.TemporaryDirectory(prefix='ghostnets_jax-')
+for _var, _sub in (('KERAS_HOME', 'keras'), ('MPLCONFIGDIR', 'matplotlib')):
+  os.environ.setdefault(_var, os.path.join(_SCRATCH.name, _sub))
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -26,6 +37,17 @@ class _QuietLibraries(logging.logging.Filter):
 
   def filter(self, record) -> bool:
     return record.levelno >= logging.logging.WARNING or '/orbax/' not in record.pathname
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing; a bad ``--config.<field>=`` override exits naming the field and the fix."""
+  from ghostnets_jax.train import cli
+  try:
+    return cli.parse_flags(argv, FLAGS)
+  except (cli.ConfigOverrideError, flags.Error) as e:   # printed as absl's parser does
+    sys.stderr.write(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help '
+                     'on flags.\n')
+    sys.exit(1)
 
 
 def main(argv: list[str]) -> None:
@@ -46,4 +68,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -27,11 +27,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_epochs = 300.0
   c.num_train_steps = -1            # > 0 overrides num_epochs
   c.stop_after_step = -1            # > 0: this invocation stops (and checkpoints) there; rerun resumes
+  c.resume = 'auto'                 # auto: resume the workdir's run, refuse another model/config | force
   c.image_size = ml_collections.config_dict.placeholder(int)
   c.label_smoothing = 0.1
   c.loss = 'softmax_ce'             # registry in ghostnets_jax.train.step (register_loss)
   c.loss_kwargs = ml_collections.ConfigDict()   # e.g. multigrain: lam, margin, label_smoothing
   c.log_every_steps = 100
+  c.on_nonfinite = 'stop'           # a NaN/Inf loss or gradient: stop (naming the step) | skip (count it)
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
 
   c.data = ml_collections.ConfigDict()

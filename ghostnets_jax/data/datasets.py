@@ -1,8 +1,12 @@
 """Random-access TFDS record sources (array_record), prepared on first use, with clear errors."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import os
+import shutil
+import tempfile
 import unittest.mock
 from typing import Any, Callable, Optional, Sequence
 
@@ -70,19 +74,52 @@ def _check_manual_files(name: str, builder: tfds.core.DatasetBuilder, manual_dir
     raise DatasetNotFoundError('\n'.join(lines))
 
 
+@contextlib.contextmanager
+def _scratch_tempdir():
+  """Python's temporary files go to a directory removed afterwards: TFDS leaves an empty
+  ``mkdtemp()`` behind whenever it builds the info of a dataset that is not prepared yet."""
+  scratch, previous = tempfile.mkdtemp(prefix='ghostnets_jax-tfds-'), tempfile.tempdir
+  tempfile.tempdir = scratch
+  try:
+    yield
+  finally:
+    tempfile.tempdir = previous
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
 def prepare(name: str, data_dir: Optional[str] = None, manual_dir: Optional[str] = None
             ) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of ``name``, prepared in array_record format if it is not yet."""
+  """The TFDS builder of ``name``, prepared in array_record format if it is not yet (writing
+  only to ``data_dir``)."""
+  with _scratch_tempdir():
+    return _prepare(name, data_dir, manual_dir)
+
+
+def _prepare(name: str, data_dir: Optional[str], manual_dir: Optional[str]
+             ) -> tfds.core.DatasetBuilder:
   _register_builtin_builders()
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise DatasetNotFoundError(f'unknown TFDS dataset {name!r}: {e}') from e
+    close = difflib.get_close_matches(name.split(':')[0], tfds.list_builders(), n=5, cutoff=0.6)
+    raise DatasetNotFoundError(
+        f'unknown TFDS dataset {name!r}{"; did you mean " + ", ".join(close) if close else ""}? '
+        'Set --config.data.dataset to a name of tfds.list_builders() (or use an image folder: '
+        '--config.data.source=folder).') from e
   if not builder.is_prepared():
     _check_manual_files(name, builder, manual_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
-        file_format='array_record')
+    try:
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+          file_format='array_record')
+    except Exception as e:   # network, checksum, disk: TFDS raises many types
+      reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:400]
+      raise DatasetNotFoundError(
+          f'{name} is not prepared in {builder.data_dir} and preparing it failed ({reason}). '
+          f'Prepare it once on a machine with internet access: tfds build {name.split(":")[0]} '
+          f'--data_dir=DIR --file_format=array_record, copy DIR here and pass '
+          f'--config.data.data_dir=DIR (TFDS reads DIR/{builder.info.full_name}/); or point '
+          '--config.data.data_dir at an already prepared copy.') from e
   fmt = getattr(builder.info.file_format, 'value', builder.info.file_format)
   if fmt is not None and str(fmt) != 'array_record':
     raise DatasetNotFoundError(
@@ -97,17 +134,50 @@ def open_source(name: str, split: str, data_dir: Optional[str] = None,
                 builder: Optional[tfds.core.DatasetBuilder] = None) -> Source:
   """A :class:`Source` over ``split`` of TFDS dataset ``name`` (TFDS split syntax allowed)."""
   builder = builder or prepare(name, data_dir, manual_dir)
+  _check_features(name, builder.info.features)
   try:
     ds = builder.as_data_source(split)
-  except (KeyError, ValueError) as e:
-    raise ValueError(f'{name} has no split {split!r}; available: {list(builder.info.splits)}') from e
-  n = len(ds)
+  except (KeyError, ValueError) as e:   # an unknown split, or a slice that selects nothing
+    if _split_size(builder, split) != 0:
+      raise ValueError(f'{name} has no split {split!r}; available: {_splits(builder)}. Set '
+                       '--config.data.train_split / --config.data.eval_split to one of them.') from e
+    ds = None
+  n = len(ds) if ds is not None else 0
   if n == 0:
-    raise ValueError(f'{name} split {split!r} is empty.')
-  features = builder.info.features
+    raise ValueError(f'{name} split {split!r} is empty (0 examples in {builder.data_dir}): '
+                     f'nothing to train or evaluate on. Available splits: {_splits(builder)}; set '
+                     '--config.data.train_split / --config.data.eval_split to a non-empty one '
+                     "(slices such as 'train[:90%]' work).")
+  return Source(name, split, ds.data_source, builder.info.features, n)
+
+
+def _splits(builder: tfds.core.DatasetBuilder) -> str:
+  return ', '.join(f'{k} ({v.num_examples})' for k, v in builder.info.splits.items())
+
+
+def _split_size(builder: tfds.core.DatasetBuilder, split: str) -> Optional[int]:
+  """Examples ``split`` selects (0 for an empty slice), or None when it names no split."""
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except (KeyError, ValueError, AssertionError):
+    return None
+
+
+def _check_features(name: str, features: tfds.features.FeaturesDict) -> None:
+  """The pipeline decodes ``image`` as an encoded 8-bit image (or a uint8 HWC tensor)."""
   if 'image' not in features or 'label' not in features:
-    raise ValueError(f'{name} needs "image" and "label" features; it has {list(features)}')
-  return Source(name, split, ds.data_source, features, n)
+    raise ValueError(f'{name} needs "image" and "label" features; it has {list(features)}. Use an '
+                     'image classification dataset, or an image folder (--config.data.source=folder).')
+  f = features['image']
+  shape, dtype = tuple(f.shape), getattr(f.dtype, 'name', str(f.dtype))
+  channels = (None, 1, 3, 4) if isinstance(f, tfds.features.Image) else (3,)   # decoded to RGB
+  if dtype != 'uint8' or len(shape) != 3 or shape[-1] not in channels:
+    raise ValueError(
+        f'{name}: the "image" feature is {type(f).__name__} of dtype {dtype} and shape {shape}; '
+        'the input pipeline reads 8-bit images: tfds.features.Image of shape (height, width, 1, 3 '
+        'or 4 channels), or a uint8 Tensor of shape (height, width, 3). Store the images as '
+        'tfds.features.Image(shape=(None, None, 3)) in the dataset builder (convert floats with '
+        'np.uint8(np.clip(x * 255, 0, 255))), or use an image folder (--config.data.source=folder).')
 
 
 def prepare_on_all_processes(prepare_fn: Callable[[], Any]) -> Any:

@@ -1,6 +1,12 @@
 """Checkpoints with orbax ``CheckpointManager``: the train state plus the input position.
 
 Async saves; the last ``keep`` checkpoints plus the ``keep_best`` best by eval top-1 are kept.
+Every save records a fingerprint of the state (two wrapping uint32 sums per leaf, computed on
+device) in its JSON item; a restore recomputes it, so a truncated, emptied, garbage or bit-flipped
+checkpoint is detected (orbax alone restores a flipped bit silently). ``restore('latest')`` then
+names the bad step and why, moves it aside to ``<step>.corrupt`` (nothing is deleted) and restores
+the newest good one; an interrupted save is never taken as complete (orbax commits a step by
+renaming its temporary directory).
 Restores build their target from the *current* mesh, so a checkpoint written on 8 devices (or a
 GPU/TPU) restores on 1 CPU device, or onto another mesh.
 
@@ -11,11 +17,15 @@ PyTorch or MindSpore file.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 from typing import Any, Optional, Union
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
@@ -23,6 +33,35 @@ from ghostnets_jax.convert import CheckpointFormat, register_checkpoint_format
 from ghostnets_jax.train.state import TrainState
 
 BEST_METRIC = 'top1'
+CHECKSUM_KEY = '_checksum'   # in the JSON item: the state's fingerprint at save time
+
+
+class CorruptCheckpointError(RuntimeError):
+  """A checkpoint that cannot be read, or whose contents differ from what was saved."""
+
+
+def _leaf_fingerprint(x: jax.Array) -> jax.Array:
+  bits = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
+  u = (jax.lax.bitcast_convert_type(x, bits) if bits and x.dtype != jnp.bool_ else x)
+  u = u.astype(jnp.uint32).reshape(-1)
+  w = jnp.arange(u.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)   # position-weighted
+  return jnp.stack([jnp.sum(u, dtype=jnp.uint32), jnp.sum(u * w, dtype=jnp.uint32)])
+
+
+def fingerprint(tree: Any) -> dict[str, list[int]]:
+  """``{leaf path: [sum, weighted sum]}`` of the bits of every leaf (wrapping uint32), on device:
+  any changed bit or moved block of a leaf changes it."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  if not leaves:
+    return {}
+  paths, arrays = zip(*leaves)
+  out_sharding = None
+  sh = getattr(arrays[0], 'sharding', None)
+  if isinstance(sh, jax.sharding.NamedSharding):   # replicated: readable on every process
+    out_sharding = jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec())
+  fn = jax.jit(lambda xs: jnp.stack([_leaf_fingerprint(x) for x in xs]), out_shardings=out_sharding)
+  sums = np.asarray(fn(list(arrays)))
+  return {jax.tree_util.keystr(p): [int(a), int(b)] for p, (a, b) in zip(paths, sums)}
 
 
 def _metric(metrics: dict) -> float:
@@ -50,8 +89,46 @@ class Checkpointer:
         best_fn=_metric, best_mode='max',
         enable_async_checkpointing=async_save, read_only=read_only,
         create=not read_only)
+    self._set_aside_unlisted_damage(read_only)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=('state', 'data'))
+
+  def _set_aside_unlisted_damage(self, read_only: bool) -> None:
+    """Steps whose small JSON files (orbax's metadata, our metrics) do not parse stop orbax from
+    even listing the directory: move them to ``<step>.corrupt`` when another step is readable;
+    raise, changing nothing, when none is (or read-only)."""
+    if not os.path.isdir(self.directory):
+      return
+    bad, good = [], 0
+    for d in sorted((d for d in os.listdir(self.directory) if d.isdigit()), key=int):
+      reason = None
+      for f in ('_CHECKPOINT_METADATA', os.path.join('metrics', 'metrics')):
+        path = os.path.join(self.directory, d, f)
+        if os.path.exists(path):
+          try:
+            with open(path) as fh:
+              json.load(fh)
+          except ValueError as e:
+            reason = f'{f} is not valid JSON ({e}; {os.path.getsize(path)} bytes)'
+            break
+      if reason:
+        bad.append((d, reason))
+      else:
+        good += 1
+    if not bad:
+      return
+    names = '; '.join(f'checkpoint {self.step_dir(int(d))} cannot be read ({r})' for d, r in bad)
+    if read_only or not good:
+      raise CorruptCheckpointError(f'{names}. No step was changed or deleted: move the damaged '
+                                   'ones away to use the others' if good else
+                                   f'no readable checkpoint in {self.directory}; every step is '
+                                   f'damaged (none was changed or deleted): {names}')
+    for d, r in bad:
+      src = self.step_dir(int(d))
+      dst = _aside(src)
+      logging.warning('checkpoint %s cannot be read (%s); moved it to %s (kept for inspection)',
+                      src, r, dst)
+      os.rename(src, dst)
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -71,6 +148,7 @@ class Checkpointer:
 
   def save(self, step: int, state: TrainState, data_state: dict,
            metrics: Optional[dict[str, float]] = None, force: bool = True) -> bool:
+    data_state = {**data_state, CHECKSUM_KEY: fingerprint(state)}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=ocp.args.JsonSave(data_state))
     return self.manager.save(step, args=args, metrics=metrics or {}, force=force)
@@ -94,21 +172,83 @@ class Checkpointer:
       raise FileNotFoundError(f'no checkpoint for step {step} in {self.directory}; steps: {steps}')
     return step
 
-  def restore(self, which: Union[str, int], abstract: TrainState, shardings: TrainState
-              ) -> tuple[int, TrainState, dict]:
-    """Restores ``(step, state, data_state)`` placed with ``shardings``."""
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _restore_step(self, step: int, abstract: TrainState, shardings: TrainState
+                    ) -> tuple[TrainState, dict]:
+    """Restores one step and checks it against its fingerprint; CorruptCheckpointError if not."""
+    what = self.step_dir(step)
+    try:
+      out = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(_abstract(abstract, shardings)),
+          data=ocp.args.JsonRestore()))
+      state, data = out['state'], dict(out['data'])
+    except Exception as e:   # orbax/tensorstore/json raise many types for a damaged directory
+      reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+      raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({reason})') from e
+    want = data.pop(CHECKSUM_KEY, None)
+    if want is not None:
+      got = fingerprint(state)
+      bad = [k for k in want if got.get(k) != want[k]] or sorted(set(got) ^ set(want))
+      if bad:
+        raise CorruptCheckpointError(
+            f'checkpoint {what} does not match the fingerprint written when it was saved: '
+            f'{len(bad)} arrays differ, first {bad[0]} (the files were changed or damaged '
+            'after the save)')
+    return state, data
+
+  def restore(self, which: Union[str, int], abstract: TrainState, shardings: TrainState,
+              quarantine: bool = False) -> tuple[int, TrainState, dict]:
+    """Restores ``(step, state, data_state)`` placed with ``shardings``.
+
+    ``'latest'`` skips damaged checkpoints, newest first, with a warning naming each and why, and
+    restores the newest good one; with ``quarantine`` (training, which will save those steps
+    again) the damaged ones are renamed to ``<step>.corrupt``. Nothing is deleted. A damaged
+    'best' or explicit step, or no good checkpoint at all, raises CorruptCheckpointError.
+    """
     step = self.resolve(which)
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(_abstract(abstract, shardings)),
-        data=ocp.args.JsonRestore()))
-    logging.info('restored step %d from %s', step, self.directory)
-    return step, out['state'], out['data']
+    if which != 'latest':
+      state, data = self._restore_step(step, abstract, shardings)
+      logging.info('restored step %d from %s', step, self.directory)
+      return step, state, data
+    errors = []
+    for s in sorted(self.all_steps(), reverse=True):
+      try:
+        state, data = self._restore_step(s, abstract, shardings)
+      except CorruptCheckpointError as e:
+        logging.warning('%s; trying the previous checkpoint', e)
+        errors.append((s, str(e)))
+        continue
+      if errors and quarantine:
+        for bad, _ in errors:
+          dst = _aside(self.step_dir(bad))
+          os.rename(self.step_dir(bad), dst)
+          logging.warning('moved the damaged checkpoint %s to %s (kept for inspection)',
+                          self.step_dir(bad), dst)
+        self.manager.reload()
+      if errors:
+        logging.warning('restored step %d, the newest good checkpoint in %s (skipped damaged '
+                        'steps %s)', s, self.directory, [b for b, _ in errors])
+      else:
+        logging.info('restored step %d from %s', s, self.directory)
+      return s, state, data
+    raise CorruptCheckpointError(
+        f'no readable checkpoint in {self.directory}; every step is damaged (none was changed '
+        'or deleted): ' + '; '.join(m for _, m in errors) + '. Move them away to start afresh '
+        'or point --workdir elsewhere.')
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _aside(step_dir: str) -> str:
+  """Where a damaged step directory is moved: ``<step>.corrupt`` (orbax ignores the name)."""
+  dst = f'{step_dir}.corrupt'
+  return f'{dst}-{int(time.time())}' if os.path.exists(dst) else dst
 
 
 def _is_step_dir(path: str) -> bool:

@@ -98,6 +98,19 @@ def global_batch(local: dict[str, np.ndarray], sharding: NamedSharding) -> dict[
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def check_batch_size(batch_size: int, num_devices: int, grad_accum_steps: int = 1,
+                     process_count: int = 1) -> None:
+  """Raises unless the global batch splits evenly over devices, accumulation steps and hosts."""
+  unit = math.lcm(num_devices * grad_accum_steps, process_count)
+  if batch_size > 0 and batch_size % unit == 0:
+    return
+  lo = batch_size // unit * unit
+  fix = ' or '.join(f'--config.batch_size={v}' for v in (lo, lo + unit) if v > 0)
+  raise ValueError(f'batch_size={batch_size} is not divisible by devices x grad_accum_steps = '
+                   f'{num_devices} x {grad_accum_steps} = {unit}: every device takes an equal '
+                   f'share of the global batch. Use {fix} (or change optim.grad_accum_steps).')
+
+
 def bn_num_groups(mesh: Mesh, bn_group_size: int) -> int:
   """Number of BatchNorm groups: 1 (statistics over the global batch) when ``bn_group_size`` is
   0, else devices / ``bn_group_size`` (each group = that many neighbouring devices)."""

@@ -145,7 +145,8 @@ class StepConfig:
 
 TrainMetrics = metrics.Collection.create(
     loss=metrics.Average.from_output('loss'), top1=metrics.Average.from_output('top1'),
-    grad_norm=metrics.Average.from_output('grad_norm'), lr=metrics.LastValue.from_output('lr'))
+    grad_norm=metrics.Average.from_output('grad_norm'), lr=metrics.LastValue.from_output('lr'),
+    nonfinite=metrics.Average.from_output('nonfinite'))
 EvalMetrics = metrics.Collection.create(
     loss=metrics.Average.from_output('loss'), top1=metrics.Average.from_output('top1'),
     top5=metrics.Average.from_output('top5'))
@@ -207,6 +208,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
       loss = jnp.mean(losses)
     if cfg.freeze_bn:
       stats = state.batch_stats
+    grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = state.ema
@@ -214,11 +216,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
       d = cfg.ema_decay
       ema = jax.tree_util.tree_map(lambda e, n: d * e + (1 - d) * n, ema,
                                    {'params': params, 'batch_stats': stats})
-    new = state.replace(step=state.step + 1, params=params, batch_stats=stats,
-                        opt_state=opt_state, ema=ema)
+    # Divergence guard: a step whose loss or gradient is not finite changes nothing but the step
+    # counter (the trainer then stops or counts it: config.on_nonfinite), so no NaN reaches the
+    # state or a checkpoint. A finite step is unchanged bit for bit.
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+    new = state.replace(step=state.step + 1,
+                        **keep(dict(params=params, batch_stats=stats, opt_state=opt_state, ema=ema),
+                               dict(params=state.params, batch_stats=state.batch_stats,
+                                    opt_state=state.opt_state, ema=state.ema)))
     m = TrainMetrics.single_from_model_output(
-        loss=loss, top1=jnp.mean(correct), grad_norm=optax.global_norm(grads),
-        lr=schedule(state.step))
+        loss=jnp.where(ok, loss, 0.0), top1=jnp.mean(correct),
+        grad_norm=jnp.where(ok, grad_norm, 0.0), lr=schedule(state.step),
+        nonfinite=1.0 - ok.astype(jnp.float32))
     return new, m
 
   return train_step

@@ -27,6 +27,7 @@ from ghostnets_jax.data import datasets, pipeline, preprocess
 from ghostnets_jax.registry import create_model, get_spec, module_fields
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
+from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import (BEST_METRIC, Checkpointer, is_run_checkpoint,
                                             restore_variables)
 
@@ -54,6 +55,7 @@ class Experiment:
   checkpointer: Checkpointer
   teacher: Any = None
   teacher_vars: Any = None
+  run_record: Optional[tuple[dict, dict]] = None   # (identity, state signature) for run.json
   _train_step: Any = None
   _eval_step: Any = None
   _embed_fn: Any = None
@@ -98,8 +100,8 @@ class Experiment:
                                         reset_head=bool(c.get('finetune', {}).get('reset_head')))
     return state
 
-  def restore(self, which) -> tuple[int, state_lib.TrainState, dict]:
-    return self.checkpointer.restore(which, self.abstract, self.shardings)
+  def restore(self, which, quarantine: bool = False) -> tuple[int, state_lib.TrainState, dict]:
+    return self.checkpointer.restore(which, self.abstract, self.shardings, quarantine=quarantine)
 
   # ---------------------------------------------------------------------------------- steps
   def train_step(self, state, batch):
@@ -171,10 +173,12 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   eval_size = c.eval.image_size or image_size
   a = c.aug
   mean, std = tuple(a.mean or spec.mean), tuple(a.std or spec.std)
+  for field, v in (('mean', mean), ('std', std)):
+    if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+      raise ValueError(f'config.aug.{field} must be 3 numbers (per RGB channel, images scaled to '
+                       f'0-1), got {v!r}; e.g. --config.aug.{field}="{tuple(getattr(spec, field))}".')
   n_dev = mesh.devices.size
-  if c.batch_size % (n_dev * c.optim.grad_accum_steps) or c.batch_size % jax.process_count():
-    raise ValueError(f'batch_size={c.batch_size} must be divisible by devices x grad_accum_steps '
-                     f'= {n_dev} x {c.optim.grad_accum_steps}; change --config.batch_size.')
+  mesh_lib.check_batch_size(c.batch_size, n_dev, c.optim.grad_accum_steps, jax.process_count())
   eval_bs = c.eval.batch_size or c.batch_size
   eval_bs = int(math.ceil(eval_bs / n_dev) * n_dev)
   out: dict[str, Any] = {
@@ -227,10 +231,13 @@ def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True
   abstract = state_lib.abstract_state(model, tx, resolved['image_size'], bool(c.ema.decay),
                                       step_lib.get_loss(c.loss).init_params)
   shardings = state_lib.state_shardings(mesh, abstract, c.sharding.fsdp_min_size)
+  record = (workdir_lib.identity(c, num_classes, train), workdir_lib.state_signature(abstract))
+  rewrite = workdir_lib.check(workdir, *record, has_checkpoints=resuming,   # before any write
+                              resume=c.get('resume', 'auto'), action='resume' if train else 'evaluate')
   ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep,
                       keep_best=c.checkpoint.keep_best, async_save=c.checkpoint.async_save)
   exp = Experiment(c, workdir, resolved, mesh, model, tx, schedule, abstract, shardings,
-                   train_source, eval_source, ckpt)
+                   train_source, eval_source, ckpt, run_record=record if rewrite else None)
   if c.distill.teacher and train:
     exp.teacher, exp.teacher_vars = build_teacher(c, num_classes, resolved['image_size'], mesh)
   return exp
@@ -272,6 +279,8 @@ def _write_configs(exp: Experiment) -> None:
   if jax.process_index() != 0:
     return
   os.makedirs(exp.workdir, exist_ok=True)
+  if exp.run_record is not None:
+    workdir_lib.write(exp.workdir, *exp.run_record)
   with open(os.path.join(exp.workdir, 'config.json'), 'w') as f:
     f.write(exp.config.to_json_best_effort(indent=2, sort_keys=True))
   resolved = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
@@ -321,6 +330,38 @@ def check_finite(step: int, scalars: dict[str, float]) -> None:
                              'and rerun the same command to resume from it.')
 
 
+class NonFiniteGuard:
+  """Collects each step's non-finite flag (on device, no sync) and checks them at log steps and
+  before every save. The step itself never applies a non-finite update; ``stop`` then raises
+  naming the first bad step, ``skip`` counts the skipped steps (kept in the checkpoint)."""
+
+  def __init__(self, mode: str, skipped: int = 0):
+    if mode not in ('stop', 'skip'):
+      raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip', got {mode!r}")
+    self.mode, self.skipped, self._pending = mode, skipped, []
+
+  def add(self, step: int, metrics) -> None:
+    self._pending.append((step, metrics.nonfinite.total))
+
+  def check(self, checkpointer: Checkpointer) -> None:
+    flags = jax.device_get([f for _, f in self._pending])
+    bad = [s for (s, _), f in zip(self._pending, flags) if f > 0]
+    self._pending = []
+    if not bad:
+      return
+    if self.mode == 'stop':
+      checkpointer.wait()
+      last_good = checkpointer.latest_step()
+      raise FloatingPointError(
+          f'non-finite loss or gradient at step {bad[0]} (steps {bad}); training stopped, the '
+          f'last good checkpoint (step {last_good}) is kept and nothing after it was saved. Lower '
+          'optim.lr or enable optim.grad_clip_norm and rerun the same command to resume from '
+          "it, or set --config.on_nonfinite=skip to skip such steps.")
+    self.skipped += len(bad)
+    logging.warning('skipped %d step(s) with a non-finite loss or gradient: %s (%d in this run)',
+                    len(bad), bad, self.skipped)
+
+
 def _eval_variables(exp: Experiment, state: state_lib.TrainState) -> list[tuple[str, dict]]:
   """[(prefix, variables)]: raw weights, and EMA weights when EMA is on."""
   out = [('', state.variables(False))]
@@ -348,11 +389,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_iter = exp.train_iterator()
   start = exp.checkpointer.latest_step()
   if start is not None:
-    start, state, data_state = exp.restore('latest')
+    start, state, data_state = exp.restore('latest', quarantine=True)
     train_iter.set_state(data_state)
+    skipped = int(data_state.get('nonfinite_skipped', 0))
     logging.info('resumed at step %d (input position %s)', start, data_state)
   else:
-    start, state = 0, exp.init_state()
+    start, state, skipped = 0, exp.init_state(), 0
     writer.write_hparams({k: v for k, v in _flat(c.to_dict()).items()})
   total = r['total_steps']
   logging.info('training %s for %d steps (%d/epoch), global batch %d on %d devices, lr %.4g',
@@ -366,14 +408,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step = start
   stop = min(total, c.stop_after_step) if c.stop_after_step > 0 else total
   signals = StopSignal()
+  guard = NonFiniteGuard(c.on_nonfinite, skipped)
   for step in range(start + 1, stop + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = mesh_lib.global_batch(next(train_iter), exp.batch_sharding)
       state, m = exp.train_step(state, batch)
+    guard.add(step, m)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)
     for h in hooks:
       h(step)
     if step % c.log_every_steps == 0 or step == total:
+      guard.check(exp.checkpointer)
       scalars = {f'train/{k}': float(v) for k, v in train_metrics.compute().items()}
       dt = time.time() - t_log
       sps = (step - s_log) / max(dt, 1e-9)
@@ -400,11 +445,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     # multi-process: the flag is agreed on (a collective) at log steps only
     stopping = (jax.process_count() == 1 or step % c.log_every_steps == 0) and signals.requested()
     if step % r['checkpoint_every'] == 0 or step == stop or stopping:
-      exp.checkpointer.save(step, state, train_iter.get_state(), metrics)
+      guard.check(exp.checkpointer)
+      data_state = train_iter.get_state()
+      if guard.skipped:
+        data_state['nonfinite_skipped'] = guard.skipped
+      exp.checkpointer.save(step, state, data_state, metrics)
     if stopping:
       logging.warning('stopped at step %d on a signal; rerun the same command to resume', step)
       break
   signals.restore()
+  guard.check(exp.checkpointer)
   exp.checkpointer.wait()
   writer.flush()
   exp.checkpointer.close()
@@ -416,6 +466,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Restores ``config.eval.checkpoint`` ('latest', 'best' or a step) from ``workdir`` and
   evaluates its EMA (``config.eval.use_ema`` and the run had EMA) or raw weights."""
+  if not is_run_checkpoint(os.path.join(workdir, 'checkpoints')):
+    raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: --mode=eval evaluates a '
+                            'checkpoint of a training run; pass that run\'s --workdir (nothing '
+                            'was created).')
   exp = build(config, workdir, train=False)
   c = exp.config
   step, state, _ = exp.restore(c.eval.checkpoint)
