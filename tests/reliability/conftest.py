@@ -22,9 +22,14 @@ def main_cmd(workdir: str, *overrides: str) -> list[str]:
   return ['main.py', f'--config={CONFIG}', f'--workdir={workdir}', '--mode=train', *overrides]
 
 
-def run_main(workdir: str, *overrides: str, timeout: int = 600) -> tuple[int, str]:
+def devices_env(devices: int) -> dict | None:
+  """The environment of a ``main.py`` run on ``devices`` simulated CPU devices."""
+  return None if devices == 1 else {'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+
+
+def run_main(workdir: str, *overrides: str, timeout: int = 600, devices: int = 1) -> tuple[int, str]:
   """Runs ``main.py`` to the end: (returncode, log)."""
-  p = run_python(main_cmd(workdir, *overrides))
+  p = run_python(main_cmd(workdir, *overrides), env=devices_env(devices))
   try:
     log = p.communicate(timeout=timeout)[0]
   except subprocess.TimeoutExpired:
@@ -34,9 +39,10 @@ def run_main(workdir: str, *overrides: str, timeout: int = 600) -> tuple[int, st
   return p.returncode, log
 
 
-def run_until_step(workdir: str, step: int, sig: int, timeout: int = 600) -> tuple[int, str]:
+def run_until_step(workdir: str, step: int, sig: int, timeout: int = 600,
+                   devices: int = 1) -> tuple[int, str]:
   """Runs ``main.py`` and sends ``sig`` as soon as it logs training step ``step``."""
-  p = run_python(main_cmd(workdir))
+  p = run_python(main_cmd(workdir), env=devices_env(devices))
   lines = []
   try:
     for line in p.stdout:
@@ -64,18 +70,30 @@ def restore(workdir: str, which='latest'):
 
 
 @functools.lru_cache(maxsize=None)
-def _baseline(root: str) -> str:
+def _baseline(root: str, devices: int = 1) -> str:
   embedded_data_dir()
-  workdir = os.path.join(root, 'baseline')
-  rc, log = run_main(workdir)
+  workdir = os.path.join(root, 'baseline' if devices == 1 else f'baseline_{devices}dev')
+  rc, log = run_main(workdir, devices=devices)
   assert rc == 0, log[-4000:]
+  assert f'on {devices} devices' in log, log[-4000:]
   return workdir
 
 
 @pytest.fixture(scope='session')
-def baseline(tmp_path_factory) -> str:
+def reliability_root(tmp_path_factory) -> str:
+  return str(tmp_path_factory.mktemp('reliability'))
+
+
+@pytest.fixture(scope='session')
+def baseline(reliability_root) -> str:
   """The workdir of the uninterrupted run (checkpoints at steps 1..6)."""
-  return _baseline(str(tmp_path_factory.mktemp('reliability')))
+  return _baseline(reliability_root)
+
+
+@pytest.fixture(scope='session')
+def baseline8(reliability_root) -> str:
+  """The same run on 8 simulated devices (data parallel over a mesh of 8)."""
+  return _baseline(reliability_root, 8)
 
 
 def assert_same_state(got: dict, want: dict) -> None:

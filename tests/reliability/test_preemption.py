@@ -1,5 +1,5 @@
-"""Exact resume after ``kill -9`` at a random step, and SIGTERM preemption: a checkpoint at the
-current step, a clean exit, and a restart from exactly that step. Each run is ``main.py`` in a
+"""Exact resume after ``kill -9`` at a random step (on 1 and on 8 simulated devices), and SIGTERM
+preemption: a checkpoint at the current step, a clean exit, and a restart from exactly that step. Each run is ``main.py`` in a
 subprocess with the same command as the uninterrupted baseline."""
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ pytestmark = pytest.mark.xdist_group('reliability')
 RESUMED = re.compile(r'resumed at step (\d+) \(input position (\{.*?\})\)')
 
 
-def test_sigkill_at_a_random_step_then_same_command_ends_bit_identical(baseline, tmp_path):
+@pytest.mark.parametrize('devices', [1, 8])
+def test_sigkill_at_a_random_step_then_same_command_ends_bit_identical(devices, request, tmp_path):
+  """Also on 8 simulated devices (a data-parallel mesh), against the 8-device baseline."""
+  baseline = request.getfixturevalue('baseline' if devices == 1 else 'baseline8')
   kill_at = random.SystemRandom().randint(2, 5)
   workdir = str(tmp_path / 'run')
-  rc, log = run_until_step(workdir, kill_at, signal.SIGKILL)
+  rc, log = run_until_step(workdir, kill_at, signal.SIGKILL, devices=devices)
   assert rc == -signal.SIGKILL, f'kill at step {kill_at}: rc {rc}\n{log[-3000:]}'
-  rc, log = run_main(workdir)                                  # the same command again
+  rc, log = run_main(workdir, devices=devices)                 # the same command again
   assert rc == 0, log[-4000:]
+  assert f'on {devices} devices' in log, log[-3000:]
   m = RESUMED.search(log)
   assert m, f'killed at step {kill_at} but the rerun did not resume:\n{log[-3000:]}'
   resumed = int(m.group(1))
