@@ -124,11 +124,7 @@ class Checkpointer:
                                    f'no readable checkpoint in {self.directory}; every step is '
                                    f'damaged (none was changed or deleted): {names}')
     for d, r in bad:
-      src = self.step_dir(int(d))
-      dst = _aside(src)
-      logging.warning('checkpoint %s cannot be read (%s); moved it to %s (kept for inspection)',
-                      src, r, dst)
-      os.rename(src, dst)
+      self._set_aside(int(d), f'cannot be read ({r})')
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -174,6 +170,15 @@ class Checkpointer:
 
   def step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
+
+  def _set_aside(self, step: int, why: str) -> None:
+    """Renames a damaged step directory to ``<step>.corrupt`` (orbax ignores it; kept, not deleted)."""
+    src = self.step_dir(step)
+    dst = f'{src}.corrupt'
+    if os.path.exists(dst):
+      dst = f'{dst}-{int(time.time())}'
+    logging.warning('checkpoint %s %s; moved it to %s (kept for inspection)', src, why, dst)
+    os.rename(src, dst)
 
   def _restore_step(self, step: int, abstract: TrainState, shardings: TrainState
                     ) -> tuple[TrainState, dict]:
@@ -222,10 +227,7 @@ class Checkpointer:
         continue
       if errors and quarantine:
         for bad, _ in errors:
-          dst = _aside(self.step_dir(bad))
-          os.rename(self.step_dir(bad), dst)
-          logging.warning('moved the damaged checkpoint %s to %s (kept for inspection)',
-                          self.step_dir(bad), dst)
+          self._set_aside(bad, 'is damaged')
         self.manager.reload()
       if errors:
         logging.warning('restored step %d, the newest good checkpoint in %s (skipped damaged '
@@ -243,12 +245,6 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
-
-
-def _aside(step_dir: str) -> str:
-  """Where a damaged step directory is moved: ``<step>.corrupt`` (orbax ignores the name)."""
-  dst = f'{step_dir}.corrupt'
-  return f'{dst}-{int(time.time())}' if os.path.exists(dst) else dst
 
 
 def _is_step_dir(path: str) -> bool:

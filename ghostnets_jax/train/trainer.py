@@ -320,16 +320,6 @@ class StopSignal:
       signal.signal(sig, handler)
 
 
-def check_finite(step: int, scalars: dict[str, float]) -> None:
-  """NaN guard, run on the logged train metrics: a non-finite loss stops the run before a bad
-  state is checkpointed (the latest good checkpoint stays the resume point)."""
-  bad = {k: v for k, v in scalars.items() if not np.isfinite(v)}
-  if bad:
-    raise FloatingPointError(f'non-finite training metrics at step {step}: {bad}; the last good '
-                             'checkpoint is kept. Lower optim.lr or enable optim.grad_clip_norm '
-                             'and rerun the same command to resume from it.')
-
-
 class NonFiniteGuard:
   """Collects each step's non-finite flag (on device, no sync) and checks them at log steps and
   before every save. The step itself never applies a non-finite update; ``stop`` then raises
@@ -424,7 +414,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       sps = (step - s_log) / max(dt, 1e-9)
       scalars.update({'train/steps_per_sec': sps, 'train/images_per_sec': sps * c.batch_size,
                       'train/epoch': step / r['steps_per_epoch']})
-      check_finite(step, scalars)
       writer.write_scalars(step, scalars)
       logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  %.2f steps/s  %.0f img/s  ETA %s',
                    step, total, scalars['train/loss'], scalars['train/top1'], scalars['train/lr'],
