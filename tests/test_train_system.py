@@ -3,6 +3,7 @@ on 1 device), 2 processes on localhost, exact resume, eval from restore, the REA
 main.py, and one training step of every config."""
 from __future__ import annotations
 
+import copy
 import functools
 import glob
 import json
@@ -145,7 +146,13 @@ def test_eight_devices_sharded_fsdp_grouped_bn_and_restore_on_one_device(tmp_pat
 
 
 @functools.lru_cache(maxsize=None)
+def _demo_root(tmp_path_factory) -> str:
+  return str(tmp_path_factory.getbasetemp() / 'demo_shared')
+
+
+@functools.lru_cache(maxsize=None)
 def _demo_run(root: str):
+  """The README's demo shortened to 60 steps, run once per session: (config, workdir, final)."""
   from configs import g_ghost_regnet
   c = g_ghost_regnet.get_config('demo')
   c.data.data_dir = embedded_data_dir()
@@ -158,7 +165,8 @@ def _demo_run(root: str):
 @pytest.mark.xdist_group('train_demo')
 def test_demo_trains_checkpoints_and_evaluates_from_restore(tmp_path_factory):
   """The README's main command (shortened to 60 steps): well above chance (10 classes)."""
-  c, workdir, final = _demo_run(str(tmp_path_factory.mktemp('demo')))
+  c, workdir, final = _demo_run(_demo_root(tmp_path_factory))
+  c = copy.deepcopy(c)
   assert final['count'] == 2000 and final['top1'] > 0.45, final
   for f in ('config.json', 'resolved_config.json'):
     assert os.path.exists(os.path.join(workdir, f))
@@ -175,7 +183,7 @@ def test_demo_trains_checkpoints_and_evaluates_from_restore(tmp_path_factory):
 
 @pytest.mark.xdist_group('train_demo')
 def test_main_cli_path_variant_overrides_and_eval_mode(tmp_path_factory):
-  _, workdir, final = _demo_run(str(tmp_path_factory.mktemp('demo')))
+  _, workdir, final = _demo_run(_demo_root(tmp_path_factory))
   p = run_python(['main.py', '--config=configs/g_ghost_regnet.py:demo', f'--workdir={workdir}',
                   '--mode=eval', '--config.eval.checkpoint=60', '--config.eval.batch_size=1000',
                   f'--config.data.data_dir={embedded_data_dir()}'])

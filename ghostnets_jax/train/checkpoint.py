@@ -3,7 +3,10 @@
 Async saves; the last ``keep`` checkpoints plus the ``keep_best`` best by eval top-1 are kept.
 Every save records a fingerprint of the state (two wrapping uint32 sums per leaf, computed on
 device) in its JSON item; a restore recomputes it, so a truncated, emptied, garbage or bit-flipped
-checkpoint is detected (orbax alone restores a flipped bit silently). ``restore('latest')`` then
+checkpoint is detected (orbax alone restores a flipped bit silently). Before orbax reads a step,
+every stored array is read once synchronously: a damaged file raises there, never inside orbax's
+concurrent restore, whose error path can deadlock (tensorstore cancels a pending read while holding
+the GIL that the read's completion callback waits for). ``restore('latest')`` then
 names the bad step and why, moves it aside to ``<step>.corrupt`` (nothing is deleted) and restores
 the newest good one; an interrupted save is never taken as complete (orbax commits a step by
 renaming its temporary directory).
@@ -27,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from ghostnets_jax.convert import CheckpointFormat, register_checkpoint_format
@@ -62,6 +66,31 @@ def fingerprint(tree: Any) -> dict[str, list[int]]:
   fn = jax.jit(lambda xs: jnp.stack([_leaf_fingerprint(x) for x in xs]), out_shardings=out_sharding)
   sums = np.asarray(fn(list(arrays)))
   return {jax.tree_util.keystr(p): [int(a), int(b)] for p, (a, b) in zip(paths, sums)}
+
+
+def check_arrays_readable(state_dir: str) -> int:
+  """Opens and reads every array of an orbax OCDBT item directory, one at a time, with blocking
+  tensorstore calls (no asyncio, no Python callbacks); returns how many. Raises what tensorstore
+  raises for a truncated, emptied or garbled file. A directory with no OCDBT manifest is left to
+  orbax (0)."""
+  if not os.path.exists(os.path.join(state_dir, 'manifest.ocdbt')):
+    return 0
+  base = state_dir if '://' in state_dir else f'file://{os.path.abspath(state_dir)}/'
+  context = ts.Context()
+  kvstore = ts.KvStore.open({'driver': 'ocdbt', 'base': base}, context=context).result()
+  drivers = {'.zarray': 'zarr', 'zarr.json': 'zarr3'}
+  n = 0
+  for key in sorted(k.decode() for k in kvstore.list().result()):
+    path, _, name = key.rpartition('/')
+    if name in drivers:
+      spec = {'driver': drivers[name], 'kvstore': {'driver': 'ocdbt', 'base': base, 'path': path + '/'}}
+      ts.open(spec, read=True, context=context).result().read().result()
+      n += 1
+  return n
+
+
+def _short(e: Exception) -> str:
+  return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
 
 
 def _metric(metrics: dict) -> float:
@@ -185,13 +214,13 @@ class Checkpointer:
     """Restores one step and checks it against its fingerprint; CorruptCheckpointError if not."""
     what = self.step_dir(step)
     try:
+      check_arrays_readable(os.path.join(what, 'state'))
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(_abstract(abstract, shardings)),
           data=ocp.args.JsonRestore()))
       state, data = out['state'], dict(out['data'])
     except Exception as e:   # orbax/tensorstore/json raise many types for a damaged directory
-      reason = ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
-      raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({reason})') from e
+      raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({_short(e)})') from e
     want = data.pop(CHECKSUM_KEY, None)
     if want is not None:
       got = fingerprint(state)
@@ -276,7 +305,11 @@ def restore_variables(path: str, which: Union[str, int] = 'latest', use_ema: boo
     step = ckpt.resolve(which)
     state_dir, what = os.path.join(ckpt.directory, str(step), 'state'), f'{path} step {step}'
     ckpt.close()
-  tree = ocp.StandardCheckpointer().restore(os.path.abspath(state_dir))
+  try:
+    check_arrays_readable(state_dir)
+    tree = ocp.StandardCheckpointer().restore(os.path.abspath(state_dir))
+  except Exception as e:   # orbax/tensorstore raise many types for a damaged directory
+    raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({_short(e)})') from e
   if use_ema and not tree.get('ema'):
     raise ValueError(f'{what} has no EMA weights (its run had ema.decay = 0); set use_ema False.')
   src = tree['ema'] if use_ema else tree

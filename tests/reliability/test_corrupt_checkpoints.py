@@ -19,16 +19,20 @@ from tests.train_helpers import tiny_config
 pytestmark = pytest.mark.xdist_group('reliability')
 
 
-def _array_files(step_dir: str) -> list[str]:
-  return sorted(glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_0', 'd', '*')))
+def _value_files(step_dir: str) -> list[str]:
+  """The per-process data files: every array value too large to be inlined in the B-tree (over
+  1 KiB) is stored in one of them. Which ones, and at what offset, depends on write timing."""
+  return sorted(glob.glob(os.path.join(step_dir, 'state', 'ocdbt.process_*', 'd', '*')))
 
 
-def _largest_array_file(step_dir: str) -> str:
-  return max(_array_files(step_dir), key=os.path.getsize)
+def _data_files(step_dir: str) -> list[str]:
+  """Every data file of the array store: the value files and the root B-tree nodes (``state/d``,
+  which hold the small arrays inline and point into the value files; always read)."""
+  return _value_files(step_dir) + sorted(glob.glob(os.path.join(step_dir, 'state', 'd', '*')))
 
 
-def truncate(step_dir):       # every array file cut in half (a copy or write that stopped early)
-  for f in _array_files(step_dir):
+def truncate(step_dir):       # every data file cut in half (a copy or write that stopped early)
+  for f in _data_files(step_dir):
     os.truncate(f, os.path.getsize(f) // 2)
 
 
@@ -39,22 +43,34 @@ def empty(step_dir):          # every file of the step zero bytes long
 
 
 def garbage(step_dir):        # same size, random bytes
-  f = _largest_array_file(step_dir)
-  with open(f, 'r+b') as fh:
-    fh.write(np.random.RandomState(0).bytes(os.path.getsize(f)))
+  rng = np.random.RandomState(0)
+  for f in _data_files(step_dir):
+    with open(f, 'r+b') as fh:
+      fh.write(rng.bytes(os.path.getsize(f)))
 
 
 def bit_flip(step_dir):
-  """One bit in every 997th byte of the largest array file: the size and every header stay valid
-  (orbax alone often restores such a file without an error, with other values)."""
-  f = _largest_array_file(step_dir)
-  b = bytearray(open(f, 'rb').read())
-  for i in range(500, len(b), 997):
-    b[i] ^= 0x10
-  open(f, 'wb').write(b)
+  """One bit in every 997th byte of every value file: each stored value (over 1 KiB) gets at least
+  one, while sizes and the B-tree stay valid."""
+  for f in _value_files(step_dir):
+    b = bytearray(open(f, 'rb').read())
+    for i in range(500 % max(len(b), 1), len(b), 997):
+      b[i] ^= 0x10
+    open(f, 'wb').write(b)
 
 
-@pytest.mark.parametrize('damage', [truncate, empty, garbage, bit_flip], ids=lambda f: f.__name__)
+def rewrite(step_dir):
+  """One array's values changed through the store itself: every file, header and compressed chunk
+  is valid and orbax restores it without an error; only the save-time fingerprint tells."""
+  import tensorstore as ts
+  arr = ts.open({'driver': 'zarr', 'kvstore': {
+      'driver': 'ocdbt', 'base': f'file://{os.path.join(step_dir, "state")}/',
+      'path': 'params.classifier.bias/'}}).result()
+  arr.write(arr.read().result() + np.float32(1e-3)).result()
+
+
+@pytest.mark.parametrize('damage', [truncate, empty, garbage, bit_flip, rewrite],
+                         ids=lambda f: f.__name__)
 def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline, tmp_path, damage,
                                                                         caplog):
   from ghostnets_jax.train import trainer
@@ -68,8 +84,12 @@ def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline,
     step, state, data = exp.restore('latest', quarantine=True)
   exp.checkpointer.close()
   msg = caplog.text
-  assert (f'checkpoint {ckpts}/6 cannot be read' in msg
-          or f'checkpoint {ckpts}/6 does not match the fingerprint' in msg), msg
+  unreadable = f'checkpoint {ckpts}/6 cannot be read ('
+  changed = f'checkpoint {ckpts}/6 does not match the fingerprint written when it was saved: '
+  if damage is rewrite:
+    assert changed + "1 arrays differ, first .params['classifier']['bias']" in msg, msg
+  else:
+    assert unreadable in msg or changed in msg, msg
   assert 'restored step 5' in msg and f'{ckpts}/6.corrupt' in msg, msg
   assert step == 5 and data['batch'] == 5
   from tests.train_helpers import flat
@@ -124,3 +144,15 @@ def test_an_interrupted_save_is_not_taken_as_a_checkpoint(baseline, tmp_path):
   step, got, _ = restore(workdir)
   assert step == 6
   assert_same_state(got, restore(baseline, 6)[1])
+
+
+def test_reading_weights_of_a_damaged_step_names_it(baseline, tmp_path):
+  from ghostnets_jax.train.checkpoint import CorruptCheckpointError, restore_variables
+  workdir = copy_run(baseline, tmp_path / 'run')
+  step6 = os.path.join(workdir, 'checkpoints', '6')
+  truncate(step6)
+  with pytest.raises(CorruptCheckpointError, match=f'checkpoint {step6} cannot be read'):
+    restore_variables(step6)
+  with pytest.raises(CorruptCheckpointError, match=f'checkpoint {workdir} step 6 cannot be read'):
+    restore_variables(workdir)
+  assert restore_variables(workdir, 5)['params']        # the others still load
