@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,18 @@ import numpy as np
 import ghostnets_jax as gj
 from ghostnets_jax.initialize import random_variables as init_random_variables
 
+# Tests run small inputs once: XLA's CPU backend optimisations (LLVM -O3) only cost compile time.
+FAST_COMPILE = {'xla_backend_optimization_level': 0}
 SMALL = 64  # input size for registry-wide tests: enough for every model's total stride of 32
+
+
+def one_per_architecture(names: list[str]) -> list[str]:
+  """The first of each set of names that differ only in a trailing width tag (``_050``/``_100``,
+  ``_b1``/``_b4``): widths share every code path, so checks that only exercise code take one."""
+  seen = {}
+  for n in sorted(names):
+    seen.setdefault(re.sub(r'_b?\d+$', '', n), n)
+  return sorted(seen.values())
 
 
 def randomize_bn_stats(variables: dict, seed: int = 0) -> dict:
@@ -68,4 +80,4 @@ def model_and_variables(name: str, size: int = SMALL, num_classes: int = 10):
 
 @functools.lru_cache(maxsize=None)
 def jitted_apply(model):
-  return jax.jit(functools.partial(model.apply, train=False))
+  return jax.jit(functools.partial(model.apply, train=False), compiler_options=FAST_COMPILE)

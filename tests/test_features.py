@@ -14,7 +14,7 @@ from ghostnets_jax.models.backbone import FEATURE_STRIDES, abstract_features, fe
 from ghostnets_jax.models.ghostnet import GhostNet
 from ghostnets_jax.models.repghost import RepGhostNet
 from ghostnets_jax.models.resnet import ResNet
-from tests.helpers import SMALL, model_and_variables, random_variables
+from tests.helpers import FAST_COMPILE, SMALL, model_and_variables, random_variables
 
 ALL = gj.list_models()
 OTHER = 96  # the second input size of the registry-wide shape check
@@ -45,7 +45,8 @@ def test_feature_shapes_channels_and_dilated_pytree(name):
 
 @functools.lru_cache(maxsize=None)
 def _features_fn(model):
-  return jax.jit(functools.partial(model.apply, train=False, method='features'))
+  return jax.jit(functools.partial(model.apply, train=False, method='features'),
+                 compiler_options=FAST_COMPILE)
 
 
 def _x(size: int = SMALL, seed: int = 1):

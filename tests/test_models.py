@@ -1,13 +1,14 @@
 """Registry-driven checks: every registered model gets these with no new test code."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import ghostnets_jax as gj
-from ghostnets_jax.initialize import init_variables
 from ghostnets_jax.stats import param_count
-from tests.helpers import SMALL, jitted_apply, model_and_variables
+from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables, one_per_architecture
 
 ALL = gj.list_models()
 
@@ -30,12 +31,13 @@ def _head_fan_in(variables):
   return head['kernel'].shape[0] + 1
 
 
-@pytest.mark.parametrize('name', ALL)
+@pytest.mark.parametrize('name', one_per_architecture(ALL))
 def test_train_mode_updates_batch_stats_and_uses_dropout_rng(name):
   model, variables = model_and_variables(name)
   x = jax.random.normal(jax.random.PRNGKey(2), (2, SMALL, SMALL, 3))
   out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
-                                                  rngs={'dropout': jax.random.PRNGKey(0)}))(variables, x)
+                                                  rngs={'dropout': jax.random.PRNGKey(0)}),
+                         compiler_options=FAST_COMPILE)(variables, x)
   assert out.shape == (2, 10)
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), variables['batch_stats'],
                          updates['batch_stats'])
@@ -46,8 +48,9 @@ def test_bfloat16_compute_keeps_float32_params():
   f32_model = gj.create_model('ghostnetv2_100', num_classes=10)
   model = f32_model.clone(dtype=jnp.bfloat16)
   x = jax.random.normal(jax.random.PRNGKey(4), (2, SMALL, SMALL, 3))
-  variables = init_variables(model, x.shape)
-  assert {l.dtype for l in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), x)
+  assert {l.dtype for l in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
+  variables = model_and_variables('ghostnetv2_100')[1]
   jaxpr = str(jax.make_jaxpr(model.apply)(variables, x))
   assert 'bf16[2,32,32,' in jaxpr  # activations computed in bfloat16
   f32 = jitted_apply(f32_model)(variables, x)

@@ -145,7 +145,6 @@ def test_eight_devices_sharded_fsdp_grouped_bn_and_restore_on_one_device(tmp_pat
   assert all(len(x.sharding.device_set) == 1 for x in jax.tree_util.tree_leaves(state))
 
 
-@functools.lru_cache(maxsize=None)
 def _demo_root(tmp_path_factory) -> str:
   return str(tmp_path_factory.getbasetemp() / 'demo_shared')
 

@@ -13,12 +13,13 @@ import tarfile
 
 import numpy as np
 
+from tests.helpers import FAST_COMPILE  # noqa: F401  (re-exported for the training tests)
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TFDS_DIR = ROOT / '.cache' / 'tfds'
 # A 3-stage GhostNet (ghostnet_050's blocks: Ghost modules, SE, depthwise, BN, dropout) that
 # compiles in seconds; set through config.model_kwargs (module fields).
 TINY_CFGS = (((3, 16, 16, 0, 1),), ((3, 48, 24, 0.25, 2),), ((5, 72, 40, 0, 2),))
-FAST_COMPILE = {'xla_backend_optimization_level': 0}
 
 
 @contextlib.contextmanager
