@@ -83,8 +83,9 @@ def check_arrays_readable(state_dir: str) -> int:
   for key in sorted(k.decode() for k in kvstore.list().result()):
     path, _, name = key.rpartition('/')
     if name in drivers:
-      spec = {'driver': drivers[name], 'kvstore': {'driver': 'ocdbt', 'base': base, 'path': path + '/'}}
-      ts.open(spec, read=True, context=context).result().read().result()
+      kv = {'driver': 'ocdbt', 'base': base, 'path': path + '/'}
+      array = ts.open({'driver': drivers[name], 'kvstore': kv}, read=True, context=context).result()
+      array.read().result()
       n += 1
   return n
 
