@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ghostnets_jax.initialize import FAST_COMPILE
+
 Tree = Mapping[str, Any]
 BN_EPS = 1e-5
 
@@ -140,8 +142,8 @@ def fuse_variables(variables: Tree, multi_branch_only: bool = False) -> dict:
 @functools.lru_cache(maxsize=None)
 def _jitted_fuse(cpu: bool) -> Callable[[Tree], dict]:
   # On CPU at XLA's lowest backend optimisation level: the hundreds of tiny ops compile several
-  # times faster and compute the same numbers (as ``ghostnets_jax.initialize.init_variables``).
-  return jax.jit(fuse_variables, compiler_options={'xla_backend_optimization_level': 0} if cpu else None)
+  # times faster and compute the same numbers.
+  return jax.jit(fuse_variables, compiler_options=FAST_COMPILE if cpu else None)
 
 
 def fuse(variables: Tree) -> dict:

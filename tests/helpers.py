@@ -9,10 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import ghostnets_jax as gj
+from ghostnets_jax.initialize import FAST_COMPILE  # noqa: F401  (tests run small inputs once)
 from ghostnets_jax.initialize import random_variables as init_random_variables
 
-# Tests run small inputs once: XLA's CPU backend optimisations (LLVM -O3) only cost compile time.
-FAST_COMPILE = {'xla_backend_optimization_level': 0}
 SMALL = 64  # input size for registry-wide tests: enough for every model's total stride of 32
 
 

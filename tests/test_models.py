@@ -45,12 +45,11 @@ def test_train_mode_updates_batch_stats_and_uses_dropout_rng(name):
 
 
 def test_bfloat16_compute_keeps_float32_params():
-  f32_model = gj.create_model('ghostnetv2_100', num_classes=10)
+  f32_model, variables = model_and_variables('ghostnetv2_100')
   model = f32_model.clone(dtype=jnp.bfloat16)
   x = jax.random.normal(jax.random.PRNGKey(4), (2, SMALL, SMALL, 3))
   shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), x)
   assert {l.dtype for l in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
-  variables = model_and_variables('ghostnetv2_100')[1]
   jaxpr = str(jax.make_jaxpr(model.apply)(variables, x))
   assert 'bf16[2,32,32,' in jaxpr  # activations computed in bfloat16
   f32 = jitted_apply(f32_model)(variables, x)

@@ -1,6 +1,6 @@
 """Exact resume after ``kill -9`` at a random step (on 1 and on 8 simulated devices), and SIGTERM
-preemption: a checkpoint at the current step, a clean exit, and a restart from exactly that step. Each run is ``main.py`` in a
-subprocess with the same command as the uninterrupted baseline."""
+preemption: a checkpoint at the current step, a clean exit, and a restart from exactly that step.
+Each run is ``main.py`` in a subprocess with the same command as the uninterrupted baseline."""
 from __future__ import annotations
 
 import os
