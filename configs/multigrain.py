@@ -37,6 +37,7 @@ def get_config(arg: str | None = None):
   c.loss_kwargs.label_smoothing = 0.1
   c.data.sampler = 'repeated'
   c.data.sampler_kwargs.repeats = 3
+  c.data.sampler_kwargs.len_factor = 1.0   # RASampler's epoch: N samples, N / 3 images x 3
   c.eval.evaluators = ('retrieval',)
   if variant == 'demo':
     c = default.demo(c, 'multigrain_resnet50')

@@ -192,7 +192,8 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   }
   out['train_preprocess'] = preprocess.train_spec(
       image_size, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation,
-      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment, reprob=a.reprob,
+      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment,
+      color_jitter=a.color_jitter, reprob=a.reprob,
       remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   out['eval_preprocess'] = preprocess.eval_spec(
       eval_size, crop_pct=out['eval_crop_pct'], interpolation=out['eval_interpolation'],
