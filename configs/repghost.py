@@ -1,6 +1,6 @@
 """RepGhostNet (re-parameterised Ghost modules): ``configs/repghost.py:repghostnet_150``.
 
-Recipe: configs/README.md, column "RepGhostNet" (seed 002 + repo ``train.sh``): 300 epochs, global
+Recipe: configs/README.md, column "RepGhostNet" (RepGhost README + repo ``train.sh``): 300 epochs, global
 batch 1024, Nesterov SGD momentum 0.9, lr 0.6 at 1024, cosine to 1e-5 after 5 warmup epochs from
 1e-4, weight decay 1e-5 (not on 1-D params), label smoothing 0.1, dropout 0.2, EMA 0.9999, random
 erasing 0.2 (pixel), colour jitter 0.4 (timm 0.6.7's ``--color-jitter`` default, which timm turns
@@ -37,7 +37,7 @@ def get_config(arg: str | None = None):
   c.aug.color_jitter = (0.4, 0.4, 0.4)   # timm train.py default; off under an --aa string
   if variant in ('repghostnet_130', 'repghostnet_150', 'repghostnet_200'):
     c.aug.auto_augment = 'rand-m9-mstd0.5'
-  c.dtype = 'bfloat16'   # the seed trains with --amp
+  c.dtype = 'bfloat16'   # the README trains with --amp
   if variant == 'demo':
     c = default.demo(c, 'repghostnet_050')
     c.dtype = 'float32'
