@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ghostnets_jax.convert.mindspore import register_mindspore_rules
 from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.models.resnet import BOTTLENECK_TORCH_RULES, STEM_TORCH_RULES, ResNet
 from ghostnets_jax.registry import register_model
@@ -29,6 +30,11 @@ GHOSTNET_D_TORCH_RULES = register_torch_rules('ghostnet_d', TorchRules(rules=[
     (r'\.cheap\.conv\.', '.cheap.0.'), (r'\.cheap\.bn\.', '.cheap.1.'),
     *BOTTLENECK_TORCH_RULES,
 ], head_key='fc.weight'))
+# MindSpore: the GhostNets_D model file is not public; its GhostModule's cell names are (Vega's
+# ``GhostModule`` attributes), so a MindSpore checkpoint holds these names with MindSpore's BN
+# leaves (``gamma``/``beta``/``moving_mean``/``moving_variance``) under torchvision's top level.
+register_mindspore_rules('ghostnet_d', GHOSTNET_D_TORCH_RULES, scheme='ghostmodule',
+                         source="Vega 1.8.5 GhostModule cell names")
 
 
 @register_model('ghostnet_d', top1=77.36, top1_source=(
