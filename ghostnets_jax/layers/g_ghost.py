@@ -53,7 +53,25 @@ def middle_block(block: BlockSpec) -> BlockSpec:
   return block.with_group_width(int(block.group_width * MIDDLE_GROUP_WIDTH_SCALE))
 
 
-class GGhostStage(nn.Module):
+class _StageFields(nn.Module):
+  """Fields and checks shared by the two stage forms (see :class:`GGhostStage`)."""
+  features: int
+  depth: int
+  block: BlockSpec
+  strides: int = 1
+  cheap_ratio: float = 0.5
+  deploy: bool = False
+  dtype: Any = None
+  dilation: int = 1
+  dilate: bool = False
+
+  def check_depth(self, what: str) -> None:
+    if self.depth < 3:
+      raise ValueError(f'{self.name}: a {what} stage needs depth >= 3 (base, middle, end), got '
+                       f'{self.depth}; use a plain stage for shallower ones.')
+
+
+class GGhostStage(_StageFields):
   """G-Ghost stage on NHWC input; children named as the official code's ``Stage``.
 
   Attributes:
@@ -67,22 +85,11 @@ class GGhostStage(nn.Module):
       dilation (dilated backbones); the layers after it then dilate by ``dilation * strides``.
   Children: ``base``, ``layers_{k}``, ``merge_0``, ``merge_1``, ``cheap``, ``end``.
   """
-  features: int
-  depth: int
-  block: BlockSpec
-  strides: int = 1
-  cheap_ratio: float = 0.5
   cheap_op: str = 'conv1x1'
-  deploy: bool = False
-  dtype: Any = None
-  dilation: int = 1
-  dilate: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    if self.depth < 3:
-      raise ValueError(f'{self.name}: a G-Ghost stage needs depth >= 3 (base, middle, end), got '
-                       f'{self.depth}; use a plain stage for shallower ones.')
+    self.check_depth('G-Ghost')
     if self.cheap_op not in CHEAP_OPS:
       raise ValueError(f'{self.name}: cheap_op must be one of {CHEAP_OPS}, got {self.cheap_op!r}.')
     kw = dict(deploy=self.deploy, dtype=self.dtype)
@@ -111,7 +118,7 @@ class GGhostStage(nn.Module):
         jnp.concatenate([e, c], axis=-1), train)
 
 
-class GhostXStage(nn.Module):
+class GhostXStage(_StageFields):
   """GhostNets_D's GhostX stage, wired as the ``GhostModule`` of Huawei's AutoML toolkit Vega.
 
   Source: ``noah-vega`` 1.8.5 (PyPI), ``vega/modules/blocks/ghost.py``, class ``GhostModule``
@@ -138,21 +145,10 @@ class GhostXStage(nn.Module):
   Attributes: as :class:`GGhostStage` (no ``cheap_op``: the cheap op is fixed).
   Children: ``base``, ``layers_0`` (Conv2d), ``layers_{k}`` (k >= 1), ``merge``, ``cheap``, ``end``.
   """
-  features: int
-  depth: int
-  block: BlockSpec
-  strides: int = 1
-  cheap_ratio: float = 0.5
-  deploy: bool = False
-  dtype: Any = None
-  dilation: int = 1
-  dilate: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    if self.depth < 3:
-      raise ValueError(f'{self.name}: a GhostX stage needs depth >= 3 (base, middle, end), got '
-                       f'{self.depth}; use a plain stage for shallower ones.')
+    self.check_depth('GhostX')
     kw = dict(deploy=self.deploy, dtype=self.dtype)
     planes = self.block.width(self.features)
     cheap = int(planes * self.cheap_ratio)

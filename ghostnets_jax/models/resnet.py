@@ -105,8 +105,9 @@ class ResNet(Backbone):
           stage = GhostXStage(width, depth, self.block, stride, self.cheap_ratio, **kw,
                               dilation=dilation, dilate=dilate, name=f'layer{i + 1}')
         else:
-          stage = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, self.cheap_op,
-                              **kw, dilation=dilation, dilate=dilate, name=f'layer{i + 1}')
+          stage = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, **kw,
+                              cheap_op=self.cheap_op, dilation=dilation, dilate=dilate,
+                              name=f'layer{i + 1}')
         x = stage(x, train)
       else:
         for k in range(depth):

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from torchvision.models.resnet import Bottleneck
 
+from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
+
 
 def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
   return nn.Conv2d(cin, cout, 1, stride, bias=False)
@@ -77,8 +79,4 @@ class GhostNetD(nn.Module):
       inplanes = 4 * p
     self.fc = nn.Linear(inplanes, num_classes)
 
-  def forward(self, x):
-    x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-    for i in range(1, 5):
-      x = getattr(self, f'layer{i}')(x)
-    return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+  forward = GGhostResNet.forward   # stem, max pool, layer1..4, average pool, fc
