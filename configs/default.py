@@ -58,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aug.interpolation = 'bilinear'  # train resize
   c.aug.hflip = 0.5
   c.aug.auto_augment = ''           # timm --aa: 'rand-m9-mstd0.5' (RandAugment), 'original'/'v0' (AutoAugment)
-  c.aug.color_jitter = ()           # timm --color-jitter x = (x, x, x); (b, c, s[, hue]); off under --aa
+  c.aug.color_jitter = ()           # timm --color-jitter: (b, c, s[, hue]); off under --aa
   c.aug.reprob = 0.0                # timm --reprob: random erasing probability (after normalisation)
   c.aug.remode = 'pixel'            # timm --remode: const | rand | pixel
   c.aug.recount = 1                 # timm --recount: at most this many boxes

@@ -1,10 +1,10 @@
 """RepGhostNet (re-parameterised Ghost modules): ``configs/repghost.py:repghostnet_150``.
 
-Recipe: configs/README.md, column "RepGhostNet" (RepGhost README + repo ``train.sh``): 300 epochs, global
-batch 1024, Nesterov SGD momentum 0.9, lr 0.6 at 1024, cosine to 1e-5 after 5 warmup epochs from
-1e-4, weight decay 1e-5 (not on 1-D params), label smoothing 0.1, dropout 0.2, EMA 0.9999, random
-erasing 0.2 (pixel), colour jitter 0.4 (timm 0.6.7's ``--color-jitter`` default, which timm turns
-off under ``--aa``: so the 0.5x-1.11x widths), RandAugment ``rand-m9-mstd0.5`` for the 1.3x /
+Recipe: configs/README.md, column "RepGhostNet" (RepGhost README + repo ``train.sh``): 300 epochs,
+global batch 1024, Nesterov SGD momentum 0.9, lr 0.6 at 1024, cosine to 1e-5 after 5 warmup epochs
+from 1e-4, weight decay 1e-5 (not on 1-D params), label smoothing 0.1, dropout 0.2, EMA 0.9999,
+random erasing 0.2 (pixel), colour jitter 0.4 (timm 0.6.7's ``--color-jitter`` default, which timm
+turns off under ``--aa``: so the 0.5x-1.11x widths), RandAugment ``rand-m9-mstd0.5`` for the 1.3x /
 1.5x / 2.0x widths only, AMP (bfloat16 compute here).
 """
 from __future__ import annotations

@@ -152,7 +152,8 @@ def test_zoo_ghostnet_names_at_every_width_and_the_widths_they_do_not_fit():
                      match=r"fits none of the MindSpore naming schemes of 'ghostnet_130': 'mindcv' "
                            r"\(mindcv 0.3.0, mindcv/models/ghostnet.py\)"):
     from_mindspore('ghostnet_130', zoo_130)
-  with pytest.raises(ValueError, match=r"ghostnet_100: choose scheme= one of .*'mindcv'.*'model_zoo'"):
+  with pytest.raises(ValueError,
+                     match=r"ghostnet_100: choose scheme= one of .*'mindcv'.*'model_zoo'"):
     to_mindspore('ghostnet_100', random_variables('ghostnet_100'))
   with pytest.raises(ValueError, match=r"unknown naming scheme 'timm'.*'mindcv'"):
     from_mindspore('ghostnet_100', zoo_130, scheme='timm')
@@ -204,7 +205,8 @@ def resnet50_zoo_names():
 
 def ghostnet_d_names():
   """Vega's ``GhostModule`` cells under torchvision's ResNet-101 top level: ``base``,
-  ``layers.0`` (1x1 conv), ``layers.1..depth-2`` (bottlenecks), ``merge.1/2``, ``cheap.0/1``, ``end``."""
+  ``layers.0`` (1x1 conv), ``layers.1..depth-2`` (bottlenecks), ``merge.1/2``, ``cheap.0/1``,
+  ``end``."""
   def bottleneck(b, down):
     out = []
     for j in (1, 2, 3):
@@ -222,8 +224,10 @@ def ghostnet_d_names():
 
 
 @pytest.mark.parametrize('name,expected', [
-    ('s_ghostnet_b1', lambda: s_ghostnet_zoo_names((1, 2, 3, 4, 3, 6), (28, 44, 72, 140, 196, 280))),
-    ('s_ghostnet_b4', lambda: s_ghostnet_zoo_names((3, 5, 5, 12, 6, 14), (36, 60, 108, 168, 232, 336))),
+    ('s_ghostnet_b1',
+     lambda: s_ghostnet_zoo_names((1, 2, 3, 4, 3, 6), (28, 44, 72, 140, 196, 280))),
+    ('s_ghostnet_b4',
+     lambda: s_ghostnet_zoo_names((3, 5, 5, 12, 6, 14), (36, 60, 108, 168, 232, 336))),
     ('multigrain_resnet50', resnet50_zoo_names),
     ('ghostnet_d_101', ghostnet_d_names),
 ])
@@ -249,7 +253,7 @@ def test_multigrain_zoo_checkpoint_file_loads_with_its_1001_classes(tmp_path):
 
 
 def test_unknown_layout_names_the_schemes():
-  params = {k: v for k, v in to_mindspore('s_ghostnet_b1', random_variables('s_ghostnet_b1')).items()}
+  params = to_mindspore('s_ghostnet_b1', random_variables('s_ghostnet_b1'))
   renamed = {k.replace('.se.', '.attn.'): v for k, v in params.items()}
   with pytest.raises(CheckpointMismatchError,
                      match=r"naming schemes of 's_ghostnet_b1': 'model_zoo' \(MindSpore model zoo, "

@@ -1,7 +1,8 @@
 """Repeated-augmentation sampler: two simulated processes, coverage, repeats, determinism, and
 the epoch size of the official MultiGrain ``RASampler`` (facebookresearch/multigrain,
 ``multigrain/lib/samplers.py``: ``len_images = int(dataset_len * len_factor)`` samples, each
-image repeated ``repetitions`` times; ``len(sampler) = len_images // batch_size`` with drop_last)."""
+image repeated ``repetitions`` times; ``len(sampler) = len_images // batch_size`` with
+drop_last)."""
 import collections
 
 import numpy as np

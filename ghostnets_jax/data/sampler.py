@@ -1,16 +1,16 @@
 """Repeated-augmentation (RA) batch sampling, as index arithmetic (no data, no framework).
 
-MultiGrain (and DeiT) put ``m`` differently augmented copies of each image in the same batch
-(m = 3 in the paper), so the margin loss has positive pairs. An epoch is sized as the official
-MultiGrain ``RASampler`` (facebookresearch/multigrain, ``multigrain/lib/samplers.py``):
-``int(len_factor * N)`` samples (``len_factor`` 1 by default), i.e. ``len_factor * N / m``
-distinct images each repeated ``m`` times, so an epoch has as many steps as a plain one and not
-every image appears in it (``len_factor = m`` shows every image ``m`` times). Seeded
-permutations of the images (a fresh one when an epoch needs more images than one holds) are cut
-into global steps of ``global_batch / m`` images, each repeated ``m`` times. Process ``k`` of ``n`` takes the ``k``-th
-contiguous share of every global step, so processes get disjoint images and each image's copies
-stay together on one process (and in one global batch), whichever of the two the loss is
-computed over. Every process computes the same permutation from ``(seed, epoch)``.
+MultiGrain (and DeiT) put ``m`` differently augmented copies of each image in the same batch (m = 3
+in the paper), so the margin loss has positive pairs. An epoch is sized as the official MultiGrain
+``RASampler`` (facebookresearch/multigrain, ``multigrain/lib/samplers.py``): ``int(len_factor * N)``
+samples (``len_factor`` 1 by default), i.e. ``len_factor * N / m`` distinct images each repeated
+``m`` times, so an epoch has as many steps as a plain one and not every image appears in it
+(``len_factor = m`` shows every image ``m`` times). Seeded permutations of the images (a fresh one
+when an epoch needs more images than one holds) are cut into global steps of ``global_batch / m``
+images, each repeated ``m`` times. Process ``k`` of ``n`` takes the ``k``-th contiguous share of
+every global step, so processes get disjoint images and each image's copies stay together on one
+process (and in one global batch), whichever of the two the loss is computed over. Every process
+computes the same permutation from ``(seed, epoch)``.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from ghostnets_jax.layers.squeeze_excite import SqueezeExcite
 
 __all__ = ['BatchNorm', 'BlockSpec', 'Bottleneck', 'CHEAP_OPS', 'Conv2d', 'ConvBN', 'DFCAttention',
            'DropPath', 'GeM', 'GGhostStage', 'GhostXStage', 'GhostModule', 'GhostModuleV2',
-           'RESNET_BLOCK', 'RepConvBN', 'RepGhostModule', 'SqueezeExcite', 'avg_pool_2x2', 'check_images',
+           'RESNET_BLOCK', 'RepConvBN', 'RepGhostModule', 'SqueezeExcite', 'avg_pool_2x2',
+           'check_images',
            'conv_kernels', 'depthwise_conv2d', 'depthwise_impl', 'export_lowering', 'exporting', 'frozen_batch_norm',
            'g_ghost_channels', 'gem_pool', 'get_act', 'grouped_conv2d', 'grouped_impl',
            'global_avg_pool', 'hard_sigmoid', 'hard_swish', 'l2_normalize', 'make_divisible',

@@ -257,7 +257,8 @@ GHOSTNET_MINDSPORE_ZOO_RULES = TorchRules(rules=[
 # ``.ckpt`` files): timm's names except the final ConvBnAct, a ``features`` SequentialCell.
 GHOSTNET_MINDCV_RULES = TorchRules(rules=[
     *GHOSTNET_TORCH_RULES.rules,
-    (r'^blocks\.9\.0\.conv\.', 'blocks.9.features.0.'), (r'^blocks\.9\.0\.bn1\.', 'blocks.9.features.1.'),
+    (r'^blocks\.9\.0\.conv\.', 'blocks.9.features.0.'),
+    (r'^blocks\.9\.0\.bn1\.', 'blocks.9.features.1.'),
 ])
 for _name in ('ghostnet_050', 'ghostnet_100', 'ghostnet_130'):
   register_mindspore_rules(_name, GHOSTNET_MINDCV_RULES, scheme='mindcv',

@@ -113,7 +113,8 @@ MULTIGRAIN_TORCH_RULES = register_torch_rules(
 # ``down_sample_layer.0/1`` for the projection, the classifier ``end_point``; GeM's p is a float.
 MULTIGRAIN_MINDSPORE_RULES = register_mindspore_rules('multigrain_resnet50', TorchRules(rules=[
     *MULTIGRAIN_TORCH_RULES.rules,
-    (r'^features\.', ''), (r'\.downsample\.', '.down_sample_layer.'), (r'^classifier\.', 'end_point.'),
+    (r'^features\.', ''), (r'\.downsample\.', '.down_sample_layer.'),
+    (r'^classifier\.', 'end_point.'),
 ], head_key='end_point.weight'), scheme='model_zoo', source='MCH1997/multigrain, src/resnet.py')
 
 
