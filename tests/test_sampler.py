@@ -95,4 +95,13 @@ def test_multigrain_epoch_is_the_published_step_count():
   sampler = make_sampler(c.data.sampler, 1_281_167, c.batch_size, seed=0, process_index=0,
                          process_count=1, **c.data.sampler_kwargs.to_dict())
   assert sampler.steps_per_epoch == ra_sampler_len(1_281_167, 240) == 5_338
-  assert 1_281_167 // c.batch_size == 5_338   # the trainer's epoch (schedule, EMA, eval) agrees
+  # the trainer's epoch (schedule, EMA, eval) is the sampler's, at any len_factor
+  import jax
+  from ghostnets_jax.train import trainer
+  mesh = jax.sharding.Mesh(jax.devices()[:1], ('data',))
+  for factor in (1.0, 2.0):
+    c.data.sampler_kwargs.len_factor = factor
+    sampler = make_sampler(c.data.sampler, 24_000, c.batch_size, seed=0, process_index=0,
+                           process_count=1, **c.data.sampler_kwargs.to_dict())
+    resolved = trainer.resolve(c, num_classes=1000, num_train=24_000, mesh=mesh)
+    assert resolved['steps_per_epoch'] == sampler.steps_per_epoch == int(24_000 * factor) // 240
