@@ -143,7 +143,7 @@ def from_mindspore(name: str, checkpoint: Any, *, num_classes: Optional[int] = N
       return convert_state_dict(name, sd, rules, num_classes=num_classes, **overrides)
     except CheckpointMismatchError as e:
       errors.append((s, e))
-  closest, err = min(errors, key=lambda se: str(se[1]).count(','))
+  closest, err = min(errors, key=lambda se: se[1].mismatches)
   if closest is None:
     raise err
   raise CheckpointMismatchError(
