@@ -83,6 +83,23 @@ def test_weight_decay_mask_excludes_bn_and_biases():
   assert mask == {'conv': {'kernel': True}, 'bn': {'scale': False, 'bias': False},
                   'fc': {'kernel': True, 'bias': False}}
   assert all(jax.tree_util.tree_leaves(optim.weight_decay_mask(params, exclude_1d=False)))
+  # MindSpore's default filter (names without 'gamma'/'beta'): BN affine excluded, biases decayed
+  assert optim.weight_decay_mask(params, exclude_1d=False, exclude_norm=True) == {
+      'conv': {'kernel': True}, 'bn': {'scale': False, 'bias': False},
+      'fc': {'kernel': True, 'bias': True}}
+
+
+def test_per_epoch_cosine_is_vegas_by_epoch_staircase():
+  """Huawei Vega's MindSpore ``CosineAnnealingLR`` (``by_epoch: True``): epoch e runs at
+  ``eta_min + (lr - eta_min) * (1 + cos(pi * e / T_max)) / 2`` (T_max = epochs, eta_min = 0)."""
+  import math
+  from configs import ghostnet_d
+  c = ghostnet_d.get_config()
+  spe, epochs = 7, int(c.num_epochs)
+  s = optim.make_schedule(c, spe, spe * epochs)
+  for e in (0, 1, 37, 119):
+    want = 0.001 * (1 + math.cos(math.pi * e / 120)) / 2
+    assert [float(s(e * spe + k)) for k in (0, spe - 1)] == pytest.approx([want] * 2, abs=1e-9)
 
 
 def _run(tx, params, grads_seq):
@@ -276,14 +293,16 @@ def test_every_config_loads_with_variants(path):
 def test_repeated_sampler_keeps_copies_together_and_is_process_count_independent():
   from ghostnets_jax.data.pipeline import make_sampler
   n, gb = 40, 12
-  one = make_sampler('repeated', n, gb, seed=1, process_index=0, process_count=1, repeats=3)
+  one = make_sampler('repeated', n, gb, seed=1, process_index=0, process_count=1, repeats=3,
+                     len_factor=3.0)   # 3 x 40 samples: every image's 3 copies
   rec, pos = one.epoch_indices(0)
   assert one.steps_per_epoch == 10 // 1 * 1 and len(rec) == one.steps_per_epoch * gb
   np.testing.assert_array_equal(pos, np.arange(len(rec)))          # every copy its own seed
   groups = rec.reshape(-1, 3)
   assert (groups == groups[:, :1]).all()                           # m = 3 consecutive copies
   assert len(set(groups[:, 0])) == len(groups)                     # each image once per epoch
-  two = [make_sampler('repeated', n, gb, seed=1, process_index=p, process_count=2, repeats=3)
+  two = [make_sampler('repeated', n, gb, seed=1, process_index=p, process_count=2, repeats=3,
+                      len_factor=3.0)
          for p in range(2)]
   parts = [s.epoch_indices(0) for s in two]
   steps = one.steps_per_epoch

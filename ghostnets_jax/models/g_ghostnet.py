@@ -1,9 +1,8 @@
-"""G-GhostNet: G-Ghost (GhostX) stages on RegNetX and ResNet, and GhostNets_D.
+"""G-GhostNet: G-Ghost (GhostX) stages on RegNetX and ResNet (GhostNets_D: ``ghostnet_d.py``).
 
 Paper: GhostNets on Heterogeneous Devices via Cheap Operations (Han et al., IJCV 2022),
 arXiv:2201.03297. Official code: https://github.com/huawei-noah/Efficient-AI-Backbones
-(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map);
-GhostNets_D: the MindSpore/Ascend ``ghostnet101`` of the seed (its model file is not public).
+(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map).
 
 The stage itself is :class:`ghostnets_jax.layers.GGhostStage`; the networks are the
 :class:`~ghostnets_jax.models.resnet.ResNet` trunk with some stages replaced (``ghost_stages``).
@@ -54,23 +53,3 @@ def g_ghost_resnet50(**kwargs: Any) -> ResNet:
   No published checkpoint or accuracy for this exact layout was found (top-1 left unset).
   """
   return ResNet(**{'depths': (3, 4, 6, 3), 'ghost_stages': (0, 1, 2, 3), **kwargs})
-
-
-@register_model('g_ghostnet', top1=77.36,
-                top1_source='GhostNets_D MindSpore README (accuracy_top1 0.7736, 38,216.872K params)',
-                **_PAPER)
-def ghostnet_d_101(**kwargs: Any) -> ResNet:
-  """GhostNets_D: ResNet-101 with GhostX stages in their Ascend form (38,216,872 parameters).
-
-  The seed describes it but does not ship the model file; this reading reproduces its parameter
-  count exactly with a 1000-class head: torchvision ResNet-101 (7x7 stem, depths 3-4-23-3,
-  expansion-4 bottlenecks), every stage a G-Ghost stage with cheap ratio 0.5 (``raw = cheap =
-  out / 2``); the cheap half is a bias-free 1x1 conv without BN of the whole base output
-  (replacing the slice, "slicing introduces a larger latency on Davinci chips") and is also the
-  cheap op (identity after it); the first middle block's shortcut is a bias-free 1x1 conv
-  ``raw -> raw`` without BN (replacing the official ``LambdaLayer`` slice); middle blocks are
-  ``raw -> raw`` bottlenecks of width ``raw / 4``; the mix merges ``out + raw * (depth - 2)``
-  channels as in the official stage.
-  """
-  return ResNet(**{'depths': (3, 4, 23, 3), 'ghost_stages': (0, 1, 2, 3), 'slice_free': True,
-                   'cheap_op': 'identity', **kwargs})

@@ -22,11 +22,14 @@ def _g_ghost_regnetx_032(num_classes: int) -> torch.nn.Module:
   return GGhostRegNet([2, 6, 15, 2], [96, 192, 432, 1008], 48, num_classes=num_classes)
 
 
-def _g_ghost_resnet(depths: tuple[int, ...], variant: str) -> Callable[[int], torch.nn.Module]:
-  def build(num_classes: int) -> torch.nn.Module:
-    from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
-    return GGhostResNet(list(depths), num_classes=num_classes, variant=variant)
-  return build
+def _g_ghost_resnet50(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
+  return GGhostResNet([3, 4, 6, 3], num_classes=num_classes)
+
+
+def _ghostnet_d_101(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.ghostnet_d import GhostNetD
+  return GhostNetD(num_classes=num_classes)
 
 
 def _s_ghostnet(name: str) -> Callable[[int], torch.nn.Module]:
@@ -44,8 +47,8 @@ def _multigrain(num_classes: int) -> torch.nn.Module:
 # Models without a timm / torchvision counterpart: name -> builder(num_classes).
 OWN_REFERENCES: dict[str, Callable[[int], torch.nn.Module]] = {
     'g_ghost_regnetx_032': _g_ghost_regnetx_032,
-    'g_ghost_resnet50': _g_ghost_resnet((3, 4, 6, 3), 'official'),
-    'ghostnet_d_101': _g_ghost_resnet((3, 4, 23, 3), 'ghostnet_d'),
+    'g_ghost_resnet50': _g_ghost_resnet50,
+    'ghostnet_d_101': _ghostnet_d_101,
     's_ghostnet_b1': _s_ghostnet('s_ghostnet_b1'),
     's_ghostnet_b4': _s_ghostnet('s_ghostnet_b4'),
     'multigrain_resnet50': _multigrain,
