@@ -23,6 +23,7 @@ import torch
 import torchvision
 
 import ghostnets_jax as gj
+from ghostnets_jax.export import export_onnx, verify_onnx
 from ghostnets_jax.layers import BlockSpec, Bottleneck, max_pool_3x3_s2
 from ghostnets_jax.stats import param_count
 from ghostnets_jax import reference_torch
@@ -142,19 +143,36 @@ def test_published_checkpoints():
       f'g_ghost_regnetx_{t}' for t in G_GHOST_README)
 
 
+@functools.lru_cache(maxsize=None)
+def converted(name):
+  """``(ref, deploy_model, deploy_vars)``: the random-weight PyTorch reference of ``name`` (10
+  classes) and its state dict converted by ``from_torch`` and re-parameterized."""
+  ref = prepared(lambda: reference_torch.build(name, num_classes=10))
+  variables = gj.convert.from_torch(name, ref.state_dict())
+  return (ref, *gj.reparameterize(gj.create_model(name, num_classes=10), variables))
+
+
 @pytest.mark.parametrize('name', G_GHOST + [n for n in REGNETX if gj.get_spec(n).reference])
 def test_every_width_converts_and_its_deploy_form_matches_torch(name):
   """The official layout (``.pth`` names) of each G-Ghost width, and torchvision's ``regnet_x_*``
   of each host torchvision has: random weights in, the re-parameterized model's logits at a
   non-square input within 1e-4 of PyTorch's, and ``to_torch`` gives back every tensor."""
-  ref = prepared(lambda: reference_torch.build(name, num_classes=10))
-  variables = gj.convert.from_torch(name, ref.state_dict())
-  deploy_model, deploy_vars = gj.reparameterize(gj.create_model(name, num_classes=10), variables)
+  ref, deploy_model, deploy_vars = converted(name)
   x = images(NON_SQUARE)
   expected = torch_forward(ref, x)
   assert np.abs(expected).max() > 0.1
   assert np.abs(np.asarray(jitted_apply(deploy_model)(deploy_vars, x)) - expected).max() < 1e-4
   assert_round_trip(name, ref)
+
+
+@pytest.mark.parametrize('name', G_GHOST)
+def test_every_g_ghost_width_exports_to_onnx(name):
+  """The converted official weights of each width through ONNX: onnxruntime within 1e-4 of PyTorch
+  (the export tests check one width against JAX at batch 1 and 4)."""
+  ref, deploy_model, deploy_vars = converted(name)
+  proto = export_onnx(deploy_model, deploy_vars, NON_SQUARE[1:3])
+  result = verify_onnx(proto, lambda x: torch_forward(ref, x), NON_SQUARE[1:], batch_sizes=(1,))
+  assert result.max_abs_diff[1] < 1e-4 and result.max_abs_reference > 0.1
 
 
 def test_ghostnet_d_101_matches_reference_at_64():
