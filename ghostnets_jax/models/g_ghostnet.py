@@ -2,7 +2,10 @@
 
 Paper: GhostNets on Heterogeneous Devices via Cheap Operations (Han et al., IJCV 2022),
 arXiv:2201.03297. Official code: https://github.com/huawei-noah/Efficient-AI-Backbones
-(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map);
+(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map;
+all twelve widths of its table are registered, ``g_ghost_regnetx_002`` ... ``g_ghost_regnetx_320``,
+on the RegNetX hosts of ``models/regnet.py``, and the four with a released checkpoint carry its
+README's top-1: :data:`G_GHOST_CHECKPOINTS`);
 GhostNets_D: the MindSpore/Ascend ``ghostnet101`` of the seed (its model file is not public).
 
 The stage itself is :class:`ghostnets_jax.layers.GGhostStage`; the networks are the
