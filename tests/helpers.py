@@ -28,7 +28,8 @@ def one_per_architecture(names: list[str]) -> list[str]:
 # Families registered at every width of one architecture table (the same code at other depths and
 # channel counts): the registry-wide compiled checks (forward, re-parameterization) take one width
 # of each; every width is converted from PyTorch, re-parameterized and compared with PyTorch at a
-# small input in tests/test_g_ghostnet_parity.py, and still gets the uncompiled checks.
+# small input (the G-Ghost widths also through ONNX) in tests/test_g_ghostnet_parity.py, and still
+# gets the uncompiled checks.
 WIDTH_TABLES = ('g_ghost_regnetx_*', 'regnetx_*')
 
 

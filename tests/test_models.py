@@ -32,9 +32,9 @@ def test_other_widths_shapes_and_param_count_uncompiled(name):
   parameter count, from shapes alone."""
   model = gj.create_model(name, num_classes=10)
   x = jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32)
-  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), x)
+  out, variables = jax.eval_shape(functools.partial(model.init_with_output, train=False),
+                                  jax.random.PRNGKey(0), x)
   assert set(variables) == {'params', 'batch_stats'}
-  out = jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
   assert out.shape == (2, 10) and out.dtype == jnp.float32
   assert param_count(variables) == gj.model_info(name)['params'] - (1000 - 10) * _head_fan_in(variables)
 
