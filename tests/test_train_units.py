@@ -327,3 +327,23 @@ def test_mixup_batch_transform_commutes_with_label_smoothing():
   np.testing.assert_allclose(x, x_ref, rtol=1e-6)
   np.testing.assert_allclose(t, t_ref, rtol=1e-6, atol=1e-7)
   assert not np.allclose(x, images) and float(jnp.min(jnp.max(t, 1))) < 0.9   # mixed
+
+
+def test_g_ghost_regnet_width_variants_follow_the_pytorch_imagenet_example():
+  """``:040`` ``:080`` ``:160`` (the official README's released widths) with the recipe of the
+  PyTorch ImageNet example the README names (``main.py`` defaults: 90 epochs, batch 256, SGD
+  momentum 0.9, lr 0.1 divided by 10 every 30 epochs, weight decay 1e-4); lr x batch / 256."""
+  from configs import g_ghost_regnet
+  from ghostnets_jax.registry import get_spec
+  for tag in ('040', '080', '160'):
+    c = g_ghost_regnet.get_config(tag)
+    assert c.model == f'g_ghost_regnetx_{tag}' and get_spec(c.model).top1 is not None
+    assert (c.num_epochs, c.batch_size, c.optim.name, c.optim.momentum, c.optim.nesterov) == (
+        90, 256, 'sgd', 0.9, False)
+    assert (c.schedule.name, tuple(c.schedule.milestones), c.schedule.decay_rate) == (
+        'step', (30, 60), 0.1)
+    assert c.optim.weight_decay == 1e-4 and not c.optim.wd_exclude_1d and c.label_smoothing == 0
+    assert optim.scaled_lr(c) == pytest.approx(0.1)
+    c.batch_size = 1024
+    assert optim.scaled_lr(c) == pytest.approx(0.4)
+  assert g_ghost_regnet.get_config('regnetx_080').model == 'regnetx_080'

@@ -169,5 +169,29 @@ class GGhostResNet(nn.Module):
     return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+# (layers, widths, group_width) of g_ghost_regnetx_{tag} in the official g_ghost_regnet.py
+# (github.com/huawei-noah/Efficient-AI-Backbones, g_ghost_pytorch).
+OFFICIAL_WIDTHS = {
+    '002': ([1, 1, 4, 7], [24, 56, 152, 368], 8),
+    '004': ([1, 2, 7, 12], [32, 64, 160, 384], 16),
+    '006': ([1, 3, 5, 7], [48, 96, 240, 528], 24),
+    '008': ([1, 3, 7, 5], [64, 128, 288, 672], 16),
+    '016': ([2, 4, 10, 2], [72, 168, 408, 912], 24),
+    '032': ([2, 6, 15, 2], [96, 192, 432, 1008], 48),
+    '040': ([2, 5, 14, 2], [80, 240, 560, 1360], 40),
+    '064': ([2, 4, 10, 1], [168, 392, 784, 1624], 56),
+    '080': ([2, 5, 15, 1], [80, 240, 720, 1920], 120),
+    '120': ([2, 5, 11, 1], [224, 448, 896, 2240], 112),
+    '160': ([2, 6, 13, 1], [256, 512, 896, 2048], 128),
+    '320': ([2, 7, 13, 1], [336, 672, 1344, 2520], 168),
+}
+
+
+def g_ghost_regnetx(tag: str, num_classes: int = 1000, ghost: bool = True) -> GGhostRegNet:
+  """``g_ghost_regnetx_{tag}`` of the official code (``ghost=False``: its plain RegNetX host)."""
+  layers, widths, group_width = OFFICIAL_WIDTHS[tag]
+  return GGhostRegNet(layers, widths, group_width, num_classes=num_classes, ghost=ghost)
+
+
 def n_params(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
