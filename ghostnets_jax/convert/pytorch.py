@@ -20,7 +20,9 @@ from ghostnets_jax.reparam import fuse, fuse_variables
 
 
 class CheckpointMismatchError(ValueError):
-  """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+  """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys
+  (``mismatches``: how many in all)."""
+  mismatches: int = 0
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -180,7 +182,9 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRul
     lines.append(f'  hint: this is a {"train" if deploy else "re-parameterized (deploy)"}-form '
                  f'checkpoint of this model; pass deploy={not deploy}.')
   lines.append('  Is it a checkpoint of another model? Check the name and the overrides.')
-  raise CheckpointMismatchError('\n'.join(lines))
+  err = CheckpointMismatchError('\n'.join(lines))
+  err.mismatches = len(missing) + len(unexpected) + len(misshaped)
+  raise err
 
 
 def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,

@@ -193,13 +193,15 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   }
   out['train_preprocess'] = preprocess.train_spec(
       image_size, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation,
-      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment, reprob=a.reprob,
+      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment,
+      color_jitter=a.color_jitter, reprob=a.reprob,
       remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   out['eval_preprocess'] = preprocess.eval_spec(
       eval_size, crop_pct=out['eval_crop_pct'], interpolation=out['eval_interpolation'],
       mean=mean, std=std)
   if num_train is not None:
-    spe = num_train // c.batch_size
+    # an epoch is len_factor x the split's samples (RASampler's meaning; 1 for other samplers)
+    spe = int(num_train * c.data.sampler_kwargs.get('len_factor', 1.0)) // c.batch_size
     if spe == 0:
       raise ValueError(f'the training split has {num_train} examples, fewer than one batch of '
                        f'{c.batch_size}; lower --config.batch_size.')
