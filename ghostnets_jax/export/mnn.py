@@ -61,11 +61,14 @@ def convert(onnx_path: str, out_path: str) -> str:
   return log
 
 
-def load(path: str) -> Callable[[np.ndarray], np.ndarray]:
-  """An MNN module of ``path`` as a function of numpy images in the graph's own layout -> logits."""
+def load(path: str, threads: int = 1, precision: str = 'High') -> Callable[[np.ndarray], np.ndarray]:
+  """An MNN module of ``path`` (CPU, ``threads`` threads) as a function of numpy images in the
+  graph's own layout -> logits. ``precision``: MNN's ``PrecisionMode`` ('High': float32
+  everywhere; 'Normal' lets ARM CPUs with fp16 arithmetic use it)."""
   MNN = _mnn()
   F = MNN.expr
-  module = MNN.nn.load_module_from_file(path, [], [])
+  module = MNN.nn.load_module_from_file(path, [], [], thread_num=threads,
+                                        precision_mode=getattr(F.PrecisionMode, precision))
 
   def run(x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, np.float32)
