@@ -6,8 +6,9 @@ Trains ``configs/multigrain.py:demo`` (SGD, momentum 0.9, cosine) and ``:demo,ps
 (PSGD-Kron, THOR's polynomial lr) with ``main.py`` in turn, from the same initialisation and
 data order, and reads the training log (loss averaged over each ``--log-every`` steps, steps/s
 per interval). Reported per optimizer: the final loss (mean of the last 3 logged intervals), the
-first logged step whose interval loss is at or below SGD's final loss, the training time to that
-step (excluding the first interval, which holds the compile), and the median time per step.
+first logged step where the mean of the last 3 intervals is at or below SGD's final loss, the
+training time to that step (excluding the first interval, which holds the compile), and the
+median time per step.
 """
 from __future__ import annotations
 
@@ -50,10 +51,10 @@ def summarise(rows, target=None) -> dict:
          'first_interval_s': rows[0][2]}
   target = final if target is None else target
   t = 0.0
-  for prev, r in zip([(0, 0, 0)] + rows, rows):
-    if prev[0]:
-      t += r[2]
-    if r[1] <= target:
+  for i, r in enumerate(rows):
+    t += r[2] if i else 0.0
+    smooth = statistics.mean(q[1] for q in rows[max(i - 2, 0):i + 1])   # as the final loss: 3 intervals
+    if i >= 2 and smooth <= target:
       out.update(steps_to_target=r[0], seconds_to_target=t)
       break
   return out
@@ -64,14 +65,22 @@ def main(argv=None) -> dict:
   p.add_argument('--log-every', type=int, default=5)
   p.add_argument('--json', default='benchmarks/results/second_order.json')
   p.add_argument('--extra', action='append', default=[], help='more main.py flags for both runs')
+  p.add_argument('--psgd', action='append', default=[],
+                 help='more main.py flags for the PSGD run, e.g. --psgd=--config.optim.lr=1e-3')
+  p.add_argument('--sgd-from', default='', help="reuse the SGD run of an earlier --json")
   a = p.parse_args(argv)
-  sgd = train('demo', a.log_every, a.extra)
-  psgd = train('demo,psgd_kron', a.log_every, a.extra)
+  if a.sgd_from:
+    with open(a.sgd_from) as f:
+      sgd = [tuple(r) for r in json.load(f)['curves']['sgd']]
+  else:
+    sgd = train('demo', a.log_every, a.extra)
+  psgd = train('demo,psgd_kron', a.log_every, a.extra + a.psgd)
   res = {'sgd': summarise(sgd)}
   res['psgd_kron'] = summarise(psgd, res['sgd']['final_loss'])
   res['sgd'] = summarise(sgd, res['sgd']['final_loss'])
   res['overhead_per_step'] = res['psgd_kron']['ms_per_step'] / res['sgd']['ms_per_step']
   res['load'] = os.getloadavg()
+  res['psgd_flags'] = a.psgd
   res['curves'] = {'sgd': sgd, 'psgd_kron': psgd}
   print(json.dumps({k: v for k, v in res.items() if k != 'curves'}, indent=1))
   if a.json:
