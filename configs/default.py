@@ -161,7 +161,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.profile.num_steps = 5
 
   c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = ml_collections.config_dict.placeholder(bool)  # None: auto-detect
+  c.distributed.initialize = 'auto'   # 'auto' (cluster detection), 'always', 'never'
   c.distributed.coordinator_address = ml_collections.config_dict.placeholder(str)
   c.distributed.num_processes = ml_collections.config_dict.placeholder(int)
   c.distributed.process_id = ml_collections.config_dict.placeholder(int)

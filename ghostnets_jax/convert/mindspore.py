@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from ghostnets_jax import storage
 from ghostnets_jax.convert.pytorch import _flatten, _to_numpy, convert_state_dict, to_torch
 from ghostnets_jax.convert.rules import TorchRules
 from ghostnets_jax.registry import get_spec, list_models
@@ -79,10 +80,11 @@ def _mindspore():
 
 def read_mindspore_checkpoint(path: str) -> dict[str, np.ndarray]:
   """``{name: array}`` of a MindSpore ``.ckpt`` file (``mindspore.load_checkpoint``)."""
-  if not os.path.exists(path):
+  if not storage.path(path).exists():
     raise FileNotFoundError(f'checkpoint file not found: {path}')
   ms = _mindspore()
-  return {k: np.array(v.asnumpy(), copy=True) for k, v in ms.load_checkpoint(path).items()}
+  with storage.local_file(path) as local:   # MindSpore reads local files only
+    return {k: np.array(v.asnumpy(), copy=True) for k, v in ms.load_checkpoint(local).items()}
 
 
 def from_mindspore(name: str, checkpoint: Any, *, num_classes: Optional[int] = None,

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import flax.linen as nn
 import numpy as np
@@ -101,9 +101,11 @@ def verify_mnn(path: str, reference: Callable[[np.ndarray], np.ndarray], input_s
   return Verification(diffs, atol, scale)
 
 
-def export_mnn_file(name: str, out: str, *, checkpoint: Optional[str] = None, deploy: bool = True,
-                    layout: str = 'NCHW', num_classes: Optional[int] = None, input_size: Optional[int] = None,
-                    slice_as_conv: bool = False, batch_sizes: Sequence[int] = (1, 4), atol: float = 1e-4,
+def export_mnn_file(name: Optional[str], out: str, *, checkpoint: Optional[str] = None,
+                    deploy: bool = True, layout: str = 'NCHW', num_classes: Optional[int] = None,
+                    input_size: Optional[int] = None, slice_as_conv: bool = False,
+                    step: Union[str, int] = 'latest', weights: str = 'auto',
+                    batch_sizes: Sequence[int] = (1, 4), atol: float = 1e-4,
                     model_and_variables: Optional[tuple[nn.Module, dict]] = None,
                     reference: Optional[Callable[[np.ndarray], np.ndarray]] = None,
                     onnx_model: Optional[onnx.ModelProto] = None) -> pipeline.ExportReport:
@@ -111,24 +113,24 @@ def export_mnn_file(name: str, out: str, *, checkpoint: Optional[str] = None, de
   MNN's converter, then MNN inference vs JAX at each of ``batch_sizes`` within ``atol``.
 
   Written atomically: a failed conversion or check leaves nothing behind and keeps an existing
-  ``out``. ``onnx_model`` reuses an export of the same model and variables.
+  ``out``. ``onnx_model`` reuses an export of the same model and variables; the other arguments
+  are :func:`~ghostnets_jax.export.pipeline.export_onnx_file`'s.
   """
   _mnn()
-  spec = get_spec(name)
+  if name is not None:
+    get_spec(name)
   pipeline.check_output_path(out)
-  size = input_size or spec.input_size
-  model, variables = model_and_variables or pipeline.load_model(name, checkpoint, num_classes=num_classes,
-                                                                input_size=size)
-  proto = onnx_model or pipeline._onnx_of(name, model, variables, size, layout=layout, deploy=deploy,
-                                          slice_as_conv=slice_as_conv, checkpoint=checkpoint)
+  src = pipeline._source(name, checkpoint, num_classes, input_size, step, weights, model_and_variables)
+  proto = onnx_model or pipeline._onnx_of(src, layout=layout, deploy=deploy, slice_as_conv=slice_as_conv)
+  size = src.input_size
   with pipeline.atomic_output(out) as tmp, tempfile.TemporaryDirectory() as work:
-    src = os.path.join(work, 'model.onnx')
-    onnx.save(proto, src)
-    convert(src, tmp)
-    verification = verify_mnn(tmp, reference or jax_reference(model, variables),
-                              (size, size, getattr(model, 'in_chans', 3)), layout=layout,
+    onnx_path = os.path.join(work, 'model.onnx')
+    onnx.save(proto, onnx_path)
+    convert(onnx_path, tmp)
+    verification = verify_mnn(tmp, reference or jax_reference(src.model, src.variables),
+                              (size, size, getattr(src.model, 'in_chans', 3)), layout=layout,
                               batch_sizes=batch_sizes, atol=atol)
-  return pipeline.ExportReport(out, name, op_types(proto),
+  return pipeline.ExportReport(out, src.name, op_types(proto),
                                [f'MNN {_mnn().version()} (converted from ONNX, run by MNN.nn): {verification}'],
                                [out])
 
