@@ -12,6 +12,10 @@ For every model (any registered name or shell pattern) and batch size, both form
 uses; its deploy form is timm's ``reparameterize_model`` (which merges RepGhost/GhostNetV3
 branches and leaves BN unfused). Both run the same random weights (converted with
 ``from_torch``); the largest logit difference, relative to the largest logit, is reported.
+``--runtimes onnxruntime,mnn`` also times the deployment runtimes on the deploy form: its ONNX
+export (``ghostnets_jax.export.export_onnx``, NCHW, dynamic batch) in onnxruntime (CPU provider)
+and, converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost's deploy route), in MNN
+(CPU, float32), each with as many threads as JAX and checked against the JAX logits.
 Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
 Writes a table to stdout and the rows with the machine description to ``--json``.
 """
@@ -28,6 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ghostnets_jax import benchmark as bm  # noqa: E402
 
 
+RUNTIMES = ('onnxruntime', 'mnn')
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--models', default='ghostnet_100,repghostnet_100,ghostnetv2_100,g_ghost_regnetx_032',
@@ -40,6 +47,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
   p.add_argument('--kernels', choices=('auto', 'native'), default='auto',
                  help="JAX conv kernels: 'auto' (the fast CPU forms) or 'native' (XLA's own convs)")
+  p.add_argument('--runtimes', default='',
+                 help="deploy form in deployment runtimes too: 'onnxruntime', 'mnn' or both (comma-separated)")
   p.add_argument('--threads', type=int, default=None,
                  help='CPUs for both frameworks (default: all this process may use)')
   p.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
@@ -58,6 +67,32 @@ def torch_call(model: Any, x: Any) -> Any:
       torch.cuda.synchronize()
     return out
   return call
+
+
+def runtime_calls(model: Any, variables: Any, x_nchw: Any, runtimes: list[str], threads: int
+                  ) -> dict[str, Any]:
+  """``{runtime: call}`` for onnxruntime / MNN on the deploy-form ONNX export of ``model``."""
+  import tempfile
+
+  from ghostnets_jax.export import export_onnx
+  from ghostnets_jax.export import mnn
+  proto = export_onnx(model, variables, x_nchw.shape[-1])
+  calls = {}
+  if 'onnxruntime' in runtimes:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: x_nchw}
+    calls['onnxruntime'] = lambda: session.run(None, feed)[0]
+  if 'mnn' in runtimes:
+    import onnx
+    with tempfile.TemporaryDirectory() as d:
+      onnx.save(proto, os.path.join(d, 'm.onnx'))
+      mnn.convert(os.path.join(d, 'm.onnx'), os.path.join(d, 'm.mnn'))
+      run = mnn.load(os.path.join(d, 'm.mnn'), threads=threads)
+    calls['mnn'] = lambda: run(x_nchw)
+  return calls
 
 
 def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
@@ -100,6 +135,12 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
       fn, compile_s[form] = bm.compile_jit(functools.partial(m.apply, train=False), v, x)
     calls[f'jax {form}'] = bm.blocking(fn, v, x)
     outs[form] = np.asarray(fn(v, x), np.float32)
+  runtimes = [r for r in a.runtimes.split(',') if r]
+  if runtimes:
+    x_nchw = np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))
+    for rt, call in runtime_calls(model, variables, x_nchw, runtimes, bm.cpu_threads()).items():
+      calls[rt] = call
+      outs[rt] = np.asarray(call(), np.float32)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)
   rows = []
   for form in forms:
@@ -113,6 +154,10 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
                  torch_img_s=batch / seconds[f'torch {torch_forms[form]}'],
                  max_rel_diff=float(np.abs(outs[form] - ref_out).max() / np.abs(ref_out).max()))
       row['ratio'] = row['jax_img_s'] / row['torch_img_s']
+    if form == 'deploy':
+      for rt in runtimes:
+        row[f'{rt}_img_s'] = batch / seconds[rt]
+        row[f'{rt}_max_abs_diff'] = float(np.abs(outs[rt] - outs[form]).max())
     rows.append(row)
   return rows
 
@@ -126,6 +171,11 @@ def table(rows: list[dict]) -> str:
     line += '---:|---:|---|'
   head += ' JAX compile (s) |' + (' max rel. diff |' if has_torch else '')
   line += '---:|' + ('---:|' if has_torch else '')
+  runtimes = [rt for rt in RUNTIMES if any(f'{rt}_img_s' in r for r in rows)]
+  for rt in runtimes:
+    head += f' {rt} img/s | {rt} max abs diff |'
+    line += '---:|---:|'
+
   out = [head, line]
   for r in rows:
     s = f'| {r["model"]} | {r["batch"]} | {r["form"]} | {r["jax_img_s"]:.1f} |'
@@ -133,12 +183,17 @@ def table(rows: list[dict]) -> str:
       ref = r['reference'] + (' (reparameterized)' if r['torch_form'] == 'deploy' else '')
       s += f' {r["torch_img_s"]:.1f} | **{r["ratio"]:.2f}x** | {ref} |'
     s += f' {r["jax_compile_s"]:.1f} |' + (f' {r["max_rel_diff"]:.1e} |' if has_torch else '')
+    for rt in runtimes:
+      s += (f' {r[f"{rt}_img_s"]:.1f} | {r[f"{rt}_max_abs_diff"]:.1e} |' if f'{rt}_img_s' in r else ' - | - |')
     out.append(s)
   return '\n'.join(out)
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   a = parse_args(argv)
+  unknown = {r for r in a.runtimes.split(',') if r} - set(RUNTIMES)
+  if unknown:
+    raise SystemExit(f'--runtimes: unknown {sorted(unknown)}; choose from {", ".join(RUNTIMES)}')
   if a.threads:
     bm.limit_cpus(a.threads)
   if a.compare == 'timm':

@@ -77,7 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aug.eval_interpolation = ml_collections.config_dict.placeholder(str)
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = 'sgd'              # sgd | rmsprop_tf | adamw | lamb
+  c.optim.name = 'sgd'              # sgd | rmsprop_tf | adamw | lamb | psgd_kron
   c.optim.lr = 0.4
   c.optim.lr_ref_batch = 1024
   c.optim.momentum = 0.9
@@ -91,9 +91,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.rms_decay = 0.9
   c.optim.grad_clip_norm = 0.0      # 0: off
   c.optim.grad_accum_steps = 1
+  # psgd_kron (second order, psgd-jax): preconditioner step, refit-probability anneal, max size
+  # of a triangular factor (larger dimensions get a diagonal one)
+  c.optim.precond_lr = 0.1
+  c.optim.precond_flat_steps = 500
+  c.optim.precond_decay = 0.001
+  c.optim.precond_update_prob_min = 0.03
+  c.optim.precond_max_size = 8192
 
   c.schedule = ml_collections.ConfigDict()
-  c.schedule.name = 'cosine'        # cosine | step | exponential | constant
+  c.schedule.name = 'cosine'        # cosine | step | exponential | constant | polynomial
   c.schedule.warmup_epochs = 0.0
   c.schedule.warmup_init_lr = 0.0
   c.schedule.end_lr = 0.0
@@ -101,6 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.schedule.decay_rate = 0.1
   c.schedule.milestones = ()        # step: epochs at which lr *= decay_rate
   c.schedule.per_epoch = False      # hold the lr within each epoch (by_epoch schedulers)
+  c.schedule.power = 1.0            # polynomial: lr = peak * (1 - epoch / end_epoch) ** power
+  c.schedule.end_epoch = 0.0
 
   c.ema = ml_collections.ConfigDict()
   c.ema.decay = 0.0                 # 0: off; EMA covers params AND batch_stats

@@ -1,5 +1,5 @@
-"""``python -m ghostnets_jax.export``: a real export from a PyTorch checkpoint, bad input, failed
-exports that leave nothing behind, and the converter_lite step with a stand-in converter."""
+"""``python -m ghostnets_jax.export``: real ONNX and MNN exports from a PyTorch checkpoint, bad input,
+failed exports that leave nothing behind, and the converter_lite step with a stand-in converter."""
 import os
 import stat
 import subprocess
@@ -12,7 +12,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ghostnets_jax.convert import to_torch
-from ghostnets_jax.export import pipeline
+from ghostnets_jax.export import mnn, pipeline
 from ghostnets_jax.export.__main__ import main
 from ghostnets_jax.export.lite import run_onnx
 from tests.export_helpers import exported, images, jax_logits
@@ -81,16 +81,31 @@ def _wrong_graph(*args, **kwargs):
                            opset_imports=[helper.make_opsetid('', 23)])
 
 
-def test_failed_export_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize('command', ['onnx', 'mnn'])
+def test_failed_export_leaves_no_partial_file_and_keeps_the_old_one(command, tmp_path, capsys, monkeypatch):
   source = pipeline.Source('ghostnet_050', *model_and_variables('ghostnet_050'), SMALL, {}, 'test')
   monkeypatch.setattr(pipeline, 'load_model', lambda name, *a, **k: source)
   monkeypatch.setattr(pipeline, 'export_onnx', _wrong_graph)
-  monkeypatch.setattr(pipeline, 'jax_reference', lambda m, v: lambda x: np.zeros((len(x), 10), np.float32))
-  out = tmp_path / 'model.onnx'
+  for module in (pipeline, mnn):
+    monkeypatch.setattr(module, 'jax_reference', lambda m, v: lambda x: np.ones((len(x), 10), np.float32))
+  out = tmp_path / f'model.{command}'
   out.write_bytes(b'the previous export')
-  rc, err = _run(['onnx', '--model', 'ghostnet_050', '--input-size', str(SMALL), '--out', str(out)], capsys)
-  assert rc == 2 and 'output shape' in err
-  assert out.read_bytes() == b'the previous export' and os.listdir(tmp_path) == ['model.onnx']
+  rc, err = _run([command, '--model', 'ghostnet_050', '--input-size', str(SMALL), '--out', str(out)], capsys)
+  assert rc == 2 and 'output shape (1, 3) differs from JAX (1, 10)' in err
+  assert out.read_bytes() == b'the previous export' and os.listdir(tmp_path) == [f'model.{command}']
+
+
+@pytest.mark.xdist_group('export_cli')
+def test_mnn_command_from_pytorch_checkpoint(ghostnet_050_pth, tmp_path, capsys):
+  out = tmp_path / 'ghostnet_050.mnn'
+  rc = main(['mnn', '--model', 'ghostnet_050', '--checkpoint', ghostnet_050_pth, '--input-size', str(SMALL),
+             '--out', str(out)])
+  assert rc == 0, capsys.readouterr().err
+  report = capsys.readouterr().out
+  assert 'MNN 3.6.1' in report and 'batch 1' in report and 'batch 4' in report
+  assert sorted(os.listdir(tmp_path)) == ['ghostnet_050.mnn']
+  x = images(3, SMALL, SMALL, 3, seed=6)
+  np.testing.assert_allclose(mnn.load(str(out))(x.transpose(0, 3, 1, 2)), jax_logits('ghostnet_050')(x), atol=1e-4)
 
 
 def test_atomic_output(tmp_path):

@@ -56,3 +56,24 @@ def test_benchmark_model_names_expand_patterns_and_reject_unknown():
       'ghostnet_100', 'repghostnet_100', 'repghostnet_130']
   with pytest.raises(ValueError, match='no registered model matches'):
     benchmark.model_names('nothing_*')
+
+
+def test_inference_benchmark_runs_the_deploy_form_in_onnxruntime_and_mnn(capsys):
+  """benchmarks/inference.py --runtimes: the deploy form exported, converted, run and checked
+  against JAX in both runtimes (timings kept minimal: one round of one call)."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'benchmarks', 'inference.py')
+  spec = importlib.util.spec_from_file_location('bench_inference', path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  rows = mod.main(['--models', 'ghostnet_050', '--batch', '2', '--size', '64', '--forms', 'deploy',
+                   '--compare', 'none', '--runtimes', 'onnxruntime,mnn', '--min-time', '0',
+                   '--repeats', '1', '--json', ''])
+  (row,) = rows
+  assert row['onnxruntime_img_s'] > 0 and row['mnn_img_s'] > 0
+  assert row['onnxruntime_max_abs_diff'] < 1e-4 and row['mnn_max_abs_diff'] < 1e-4
+  assert '| mnn img/s | mnn max abs diff |' in capsys.readouterr().out
+  with pytest.raises(SystemExit, match='unknown'):
+    mod.main(['--models', 'ghostnet_050', '--batch', '1', '--size', '64', '--forms', 'deploy',
+              '--compare', 'none', '--runtimes', 'tflite', '--json', ''])

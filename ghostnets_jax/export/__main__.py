@@ -1,9 +1,10 @@
-"""Command line: ``python -m ghostnets_jax.export {onnx,mindspore,lite} ...``.
+"""Command line: ``python -m ghostnets_jax.export {onnx,mindspore,lite,mnn} ...``.
 
   onnx       MODEL -> model.onnx (deploy form, dynamic batch), checked with onnx.checker and
              onnxruntime vs JAX at batch 1 and 4
   mindspore  MODEL -> model.mindir + model.ckpt (fixed batch), MindSpore vs JAX, MINDIR loaded back
   lite       model.onnx -> model.mindir with MindSpore Lite's converter_lite, where installed
+  mnn        MODEL -> model.mnn (ONNX through MNN's converter, dynamic batch), MNN vs JAX at batch 1 and 4
 
 MODEL is --model NAME [--checkpoint FILE] (a PyTorch/MindSpore file, or random weights), or
 --checkpoint WORKDIR of a training run (local or gs://): the run names its model, its
@@ -56,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument('--converter', help='path of converter_lite (default: $MSLITE_CONVERTER, then PATH)')
   p.add_argument('--converter-arg', dest='extra', action='append', default=[],
                  help='extra argument for converter_lite (repeatable), e.g. --converter-arg=--configFile=a.cfg')
+  p = sub.add_parser('mnn', help='export to MNN (ONNX + MNN\'s converter), verified with MNN')
+  _model_args(p, 'model.mnn')
   return parser
 
 
@@ -81,6 +84,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   slice_as_conv=args.slice_as_conv, step=args.step, weights=args.weights)
     if args.command == 'onnx':
       report = pipeline.export_onnx_file(args.model, args.out, **common)
+    elif args.command == 'mnn':
+      from ghostnets_jax.export.mnn import export_mnn_file
+      report = export_mnn_file(args.model, args.out, **common)
     else:
       report = pipeline.export_mindspore_file(args.model, args.out, batch_size=args.batch_size,
                                               ckpt=args.ckpt, **common)

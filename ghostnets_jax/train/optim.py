@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-OPTIMIZERS = ('sgd', 'rmsprop_tf', 'adamw', 'lamb')
-SCHEDULES = ('cosine', 'step', 'exponential', 'constant')
+OPTIMIZERS = ('sgd', 'rmsprop_tf', 'adamw', 'lamb', 'psgd_kron')
+SCHEDULES = ('cosine', 'step', 'exponential', 'constant', 'polynomial')
 
 
 def scaled_lr(config: ml_collections.ConfigDict) -> float:
@@ -23,7 +23,10 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total
 
   cosine: to ``end_lr`` at the last step. step: times ``decay_rate`` at each epoch in
   ``milestones`` (or every ``decay_epochs``). exponential: times ``decay_rate`` every
-  ``decay_epochs`` (fractional epochs allowed, staircase). constant. ``per_epoch``: the
+  ``decay_epochs`` (fractional epochs allowed, staircase). constant. polynomial (the lr of the
+  MindSpore ResNet-50 THOR recipe): ``peak * (1 - e / end_epoch) ** power`` with ``e`` the epochs
+  since the warmup ended and ``end_epoch`` counted the same way (it may lie past the last step,
+  as in THOR: 70 for a 45-epoch run; 0 from there on). ``per_epoch``: the
   schedule after warmup is held constant within each epoch at its value at the epoch's start
   (PyTorch's ``CosineAnnealingLR`` stepped once per epoch, as Huawei Vega's ``by_epoch: True``).
   """
@@ -44,6 +47,12 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total
                                    s.decay_rate, staircase=True, end_value=s.end_lr or None)
   elif s.name == 'constant':
     main = optax.constant_schedule(peak)
+  elif s.name == 'polynomial':
+    if s.end_epoch <= 0:
+      raise ValueError(f'schedule.end_epoch must be > 0 for the polynomial schedule, got '
+                       f'{s.end_epoch}; THOR uses 70 for a 45-epoch run')
+    end = max(int(round(s.end_epoch * steps_per_epoch)), 1)
+    main = optax.polynomial_schedule(peak, 0.0, s.power, end)
   else:
     raise ValueError(f'unknown schedule {s.name!r}; choose one of {SCHEDULES}')
   if s.per_epoch:
@@ -73,7 +82,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
 
   sgd: torch SGD (coupled L2 decay, momentum, optional Nesterov). rmsprop_tf: TF/timm
   RMSpropTF (accumulator starts at 1, eps inside the sqrt, lr inside the momentum, coupled
-  decay). adamw / lamb: decoupled decay. With ``config.finetune`` freezing the trunk or scaling
+  decay). adamw / lamb: decoupled decay. psgd_kron: PSGD with Kronecker-factored
+  preconditioners (Li, 2018; ``psgd-jax``), a second-order method (:func:`psgd_kron`). With ``config.finetune`` freezing the trunk or scaling
   its lr, the trunk and the head get their own copy (:func:`split_trunk`); clipping stays global.
   """
   o = config.optim
@@ -92,6 +102,8 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   elif o.name == 'lamb':
     parts.append(optax.lamb(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
                             mask=mask))
+  elif o.name == 'psgd_kron':
+    parts.append(psgd_kron(o, schedule, mask))
   else:
     raise ValueError(f'unknown optimizer {o.name!r}; choose one of {OPTIMIZERS}')
   ft = config.get('finetune')
@@ -100,6 +112,25 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   if o.grad_clip_norm:
     parts.insert(0, optax.clip_by_global_norm(o.grad_clip_norm))
   return optax.chain(*parts)
+
+
+def psgd_kron(o: ml_collections.ConfigDict, schedule: optax.Schedule, mask: Any
+              ) -> optax.GradientTransformation:
+  """PSGD-Kron (``psgd_jax.kron``): momentum ``b1``, per-dimension Kronecker-factored
+  preconditioners (triangular up to ``precond_max_size``, diagonal above), fitted online with
+  step ``precond_lr``. The preconditioner is refitted with probability 1 for the first
+  ``precond_flat_steps`` steps, then with a probability annealed exponentially (rate
+  ``precond_decay`` per step) down to ``precond_update_prob_min``. Decoupled weight decay
+  (times the lr), as in AdamW."""
+  from ghostnets_jax.train.psgd_compat import import_psgd
+  psgd = import_psgd()
+  prob = psgd.precond_update_prob_schedule(
+      max_prob=1.0, min_prob=o.precond_update_prob_min, decay=o.precond_decay,
+      flat_start=o.precond_flat_steps)
+  return psgd.kron(schedule, b1=o.b1, weight_decay=o.weight_decay, weight_decay_mask=mask,
+              preconditioner_update_probability=prob, max_size_triangular=o.precond_max_size,
+              preconditioner_lr=o.precond_lr, precond_update_precision='float32',
+              precond_grads_precision='float32')
 
 
 def trunk_labels(params: Any) -> Any:
