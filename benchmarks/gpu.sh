@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU run of issue 10: inference and training-step throughput, JAX against PyTorch on the same
+# The GPU benchmark: inference and training-step throughput, JAX against PyTorch on the same
 # card, for ghostnet_100, repghostnet_100 and g_ghost_regnetx_032 at batch 128, fp32 and bf16.
 # Needs jax[cuda] and a CUDA build of torch 2.14.1 in the active environment. Results go to
 # benchmarks/results/gpu/*.json; paste the printed tables, the card (nvidia-smi) and the date into

@@ -14,7 +14,7 @@ A stage of ``depth`` host blocks whose output is split by ``cheap_ratio``:
 :class:`GhostXStage` is GhostNets_D's Ascend form of the stage, wired as the ``GhostModule`` of
 Huawei's AutoML toolkit Vega (see its docstring): no channel slicing at all.
 
-The seed's capture of the official ``g_ghost_regnet.py`` lost ``m_list.append(e)`` inside the
+The copy of the official ``g_ghost_regnet.py`` this was written from lacked ``m_list.append(e)`` inside the
 middle-block loop; we append every middle block's output to the mix, which is what the merge
 conv's input width ``planes + raw_planes * (blocks - 2)`` requires (marked "restored" below;
 the file in the official repository has the line). Its ``self.inplanes`` in the base block's
@@ -102,7 +102,7 @@ class GGhostStage(_StageFields):
     mix = [x0]
     for k in range(self.depth - 2):
       e = middle_block(self.block)(raw, dilation=dilation, name=f'layers_{k}', **kw)(e, train)
-      mix.append(e)  # restored: the seed's capture lost `m_list.append(e)`
+      mix.append(e)  # restored: `m_list.append(e)` (missing from our source copy)
     m = global_avg_pool(jnp.concatenate(mix, axis=-1), keepdims=True)
     m = ConvBN(cheap, 1, act='relu', name='merge_0', **kw)(m, train)
     m = ConvBN(cheap, 1, name='merge_1', **kw)(m, train)

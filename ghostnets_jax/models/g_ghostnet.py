@@ -33,7 +33,7 @@ def g_ghost_regnetx(cfg: str, **kwargs: Any) -> ResNet:
   """G-Ghost RegNetX as the official code: stages 2-4 with more than two blocks become G-Ghost
   stages (cheap ratio 0.5, 1x1 conv + BN cheap op), stage 1 stays plain; dropout 0.2."""
   depths = kwargs.get('depths', REGNETX_CFGS[cfg][0])
-  # restored: the seed's capture lost the `else:` (plain layer) branches of `if layers[k] > 2:`
+  # restored: the `else:` (plain layer) branches of `if layers[k] > 2:` (missing from our copy)
   ghost_stages = tuple(i for i, d in enumerate(depths) if i > 0 and d > 2)
   return regnetx(cfg, **{'ghost_stages': ghost_stages, 'drop_rate': 0.2, **kwargs})
 

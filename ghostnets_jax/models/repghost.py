@@ -14,7 +14,7 @@ Checkpoints: the train form (``cheap_operation.{0,1}``, ``fusion_bn.0``) loads w
 form (``cheap_operation.{weight,bias}``, no ``fusion_bn``, other BNs kept) loads with
 ``from_torch(name, sd, deploy=True)`` and comes back fully fused.
 
-Size convention of the seed README table (params 2.3 ... 9.8 M, FLOPs 43 ... 516 M):
+Size convention of the RepGhost README table (params 2.3 ... 9.8 M, FLOPs 43 ... 516 M):
 FLOPs are multiply-accumulates of conv and linear layers only (no BN, bias or elementwise
 ops); ``model_info(name, deploy=True)['macs']`` reproduces them for every width. The params
 column comes from the official ``tools.cal_flops_params`` (thop's ``profile_origin``), which
@@ -79,7 +79,7 @@ def _create(width: float, **kwargs: Any) -> RepGhostNet:
 
 _PAPER = dict(paper='RepGhost: A Hardware-Efficient Ghost Module via Re-parameterization (2022)',
               paper_url='https://arxiv.org/abs/2211.06088',
-              top1_source='RepGhost README (seed 002), results table')
+              top1_source='RepGhost README (ChengpengChen/RepGhost), results table')
 
 
 @register_model('repghost', top1=66.9, reference='timm:repghostnet_050', **_PAPER)

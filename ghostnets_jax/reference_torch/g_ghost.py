@@ -2,8 +2,8 @@
 
 Used by the parity tests and, with our converted weights, as the PyTorch side of the
 benchmarks for the models timm and torchvision lack. Written from the G-GhostNet paper's
-description and the official ``g_ghost_regnet.py`` as captured in seed 001 (lines lost in the
-capture are restored here the
+description and the official ``g_ghost_regnet.py`` (lines missing from the copy it was written
+from are restored here the
 way the stage's shapes require: ``m_list.append(e)`` in the middle-block loop, since the merge
 conv's input width is ``planes + raw_planes * (blocks - 2)``; ``inplanes`` for ``self.inplanes``
 in the stage's shortcut test; and the ``if layers[k] > 2: Stage else: plain layer`` choice).
