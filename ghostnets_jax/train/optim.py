@@ -70,8 +70,9 @@ def weight_decay_mask(params: Any, exclude_1d: bool = True, exclude_norm: bool =
   optimizers' default: no decay on parameters named ``gamma``/``beta``; biases are decayed)."""
   def visit(tree):
     norm = exclude_norm and 'scale' in tree   # a BatchNorm: {'scale', 'bias'}
-    return {k: visit(v) if isinstance(v, Mapping) else
-            (not norm and (not exclude_1d or v.ndim > 1)) for k, v in tree.items()}
+    return {k: visit(v) if isinstance(v, Mapping) else jax.tree_util.tree_map(   # arrays; optax's
+            lambda p: not norm and (not exclude_1d or p.ndim > 1), v)         # MaskedNode: no leaf
+            for k, v in tree.items()}
   return visit(params) if isinstance(params, Mapping) else jax.tree_util.tree_map(
       lambda p: not exclude_1d or p.ndim > 1, params)
 
