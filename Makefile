@@ -26,6 +26,6 @@ demo: install
 	$(BIN)/python main.py --config=configs/g_ghost_regnet.py:demo --workdir=$(WORKDIR) --mode=eval
 
 test: install-dev
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --durations=25 tests
 
 .PHONY: install install-dev demo test

@@ -33,9 +33,12 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 class _QuietLibraries(logging.logging.Filter):
-  """Keeps orbax's per-save INFO chatter out of the console (warnings still pass)."""
+  """Keeps orbax's per-save INFO chatter and gcsfs' per-request warnings (e.g. about bucket types
+  it cannot look up on an emulator) out of the console; errors still pass."""
 
   def filter(self, record) -> bool:
+    if '/gcsfs/' in record.pathname or '/fsspec/' in record.pathname:
+      return record.levelno >= logging.logging.ERROR
     return record.levelno >= logging.logging.WARNING or '/orbax/' not in record.pathname
 
 
@@ -54,6 +57,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  from ghostnets_jax import storage
   from ghostnets_jax.train import mesh, trainer   # after flag parsing: imports jax / tf
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')        # tf.data only: keep TensorFlow off the GPUs
@@ -61,10 +65,14 @@ def main(argv: list[str]) -> None:
   import jax
   logging.info('JAX process %d/%d, %d devices (%s)', jax.process_index(), jax.process_count(),
                jax.device_count(), jax.default_backend())
-  if FLAGS.mode == 'eval':
-    trainer.evaluate(FLAGS.config, FLAGS.workdir)
-  else:
-    trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  try:
+    if FLAGS.mode == 'eval':
+      trainer.evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except storage.StorageError as e:   # a bucket that cannot be used: one message, what to set
+    sys.stderr.write(f'error: {e}\n')
+    sys.exit(2)
 
 
 if __name__ == '__main__':

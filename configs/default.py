@@ -58,6 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aug.interpolation = 'bilinear'  # train resize
   c.aug.hflip = 0.5
   c.aug.auto_augment = ''           # timm --aa: 'rand-m9-mstd0.5' (RandAugment), 'original'/'v0' (AutoAugment)
+  c.aug.color_jitter = ()           # timm --color-jitter: (b, c, s[, hue]); off under --aa
   c.aug.reprob = 0.0                # timm --reprob: random erasing probability (after normalisation)
   c.aug.remode = 'pixel'            # timm --remode: const | rand | pixel
   c.aug.recount = 1                 # timm --recount: at most this many boxes
@@ -83,6 +84,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.nesterov = False
   c.optim.weight_decay = 4e-5
   c.optim.wd_exclude_1d = True      # no decay on BN scale/bias and biases
+  c.optim.wd_exclude_norm = False   # no decay on BN scale/bias only (MindSpore optimizers' default)
   c.optim.eps = 1e-8
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
@@ -98,6 +100,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.schedule.decay_epochs = 30.0    # step / exponential
   c.schedule.decay_rate = 0.1
   c.schedule.milestones = ()        # step: epochs at which lr *= decay_rate
+  c.schedule.per_epoch = False      # hold the lr within each epoch (by_epoch schedulers)
 
   c.ema = ml_collections.ConfigDict()
   c.ema.decay = 0.0                 # 0: off; EMA covers params AND batch_stats
@@ -152,7 +155,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.profile.num_steps = 5
 
   c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = ml_collections.config_dict.placeholder(bool)  # None: auto-detect
+  c.distributed.initialize = 'auto'   # 'auto' (cluster detection), 'always', 'never'
   c.distributed.coordinator_address = ml_collections.config_dict.placeholder(str)
   c.distributed.num_processes = ml_collections.config_dict.placeholder(int)
   c.distributed.process_id = ml_collections.config_dict.placeholder(int)
@@ -193,6 +196,7 @@ def demo(c: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   c.aug.mean = (0.286,) * 3         # Fashion-MNIST statistics
   c.aug.std = (0.353,) * 3
   c.aug.ops = c.aug.post_ops = c.aug.batch_transform = c.aug.auto_augment = ''
+  c.aug.color_jitter = ()
   c.aug.reprob = c.aug.mixup_alpha = c.aug.cutmix_alpha = 0.0
   c.batch_size = 128
   c.num_epochs = 6.0

@@ -4,7 +4,8 @@ Recipe: configs/README.md, column "GhostNet v1" (repo ``ghostnet_tensorflow``, p
 global batch 1024, Nesterov SGD momentum 0.9, lr 0.4 at 1024, cosine with a 5-epoch linear warmup
 from 0.1 x peak, weight decay 4e-5 on conv/FC weights only, label smoothing 0.1, dropout 0.2,
 Inception crop (area 0.49-1 for widths < 1) and flip. The release's colour jitter (brightness /
-contrast / saturation 0.4) has no op here yet and is left out.
+contrast / saturation 0.4, in random order) runs on the release's own TensorFlow ops, whose
+arithmetic is not that of timm's PIL-based ``aug.color_jitter``; it is left out.
 """
 from __future__ import annotations
 

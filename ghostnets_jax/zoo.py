@@ -116,7 +116,27 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
                  f'{r["deploy_params"] / 1e6:.2f} | {r["macs"] / 1e9:.3f} | '
                  f'{r["activations"] / 1e6:.2f} | {_latency(r)} | {_top1(r)} | '
                  f'{r["top1_source"] or "-"} |')
-  return '\n'.join(lines) + '\n'
+  return '\n'.join(lines + host_comparison(rows)) + '\n'
+
+
+def host_comparison(rows: list[dict[str, Any]]) -> list[str]:
+  """Markdown lines putting each G-Ghost network (``g_ghost_<host>``) next to its plain host
+  (``<host>``), as the G-GhostNet paper compares them; nothing when no pair is in ``rows``."""
+  by_name = {r['name']: r for r in rows}
+  pairs = [(r, by_name[r['name'][len('g_ghost_'):]]) for r in rows
+           if r['name'].startswith('g_ghost_') and r['name'][len('g_ghost_'):] in by_name]
+  if not pairs:
+    return []
+  lines = ['', '## G-Ghost networks next to their hosts', '',
+           'Each cell: G-Ghost / host. Top-1 as published (sources in the table above).', '',
+           '| G-Ghost model | host | params (M) | MACs (G, deploy) | activations (M) | '
+           'CPU latency (ms) | top-1 (%) |', '|---|---|---:|---:|---:|---:|---:|']
+  for g, h in pairs:
+    lines.append(f'| `{g["name"]}` | `{h["name"]}` | {g["params"] / 1e6:.2f} / {h["params"] / 1e6:.2f}'
+                 f' | {g["macs"] / 1e9:.3f} / {h["macs"] / 1e9:.3f} | {g["activations"] / 1e6:.2f}'
+                 f' / {h["activations"] / 1e6:.2f} | {_latency(g)} / {_latency(h)} | {_top1(g)} / '
+                 f'{_top1(h)} |')
+  return lines
 
 
 def plot(rows: list[dict[str, Any]], x_key: str, x_label: str, path: str, title: str) -> None:

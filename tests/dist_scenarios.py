@@ -101,7 +101,7 @@ def multiprocess(out: str, process_id: int, port: int, workdir: str) -> None:
   """One of 2 processes (2 CPU devices each) training the tiny config through the trainer."""
   from ghostnets_jax.train import mesh as M, trainer
   c = tiny_config(**REFERENCE_RUN)
-  c.distributed.initialize = True
+  c.distributed.initialize = 'always'
   c.distributed.coordinator_address = f'127.0.0.1:{port}'
   c.distributed.num_processes = 2
   c.distributed.process_id = process_id

@@ -1,6 +1,7 @@
 """Shared, cached model construction for registry-driven tests (one compile per model/shape)."""
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 
@@ -22,6 +23,21 @@ def one_per_architecture(names: list[str]) -> list[str]:
   for n in sorted(names):
     seen.setdefault(re.sub(r'_b?\d+$', '', n), n)
   return sorted(seen.values())
+
+
+# Families registered at every width of one architecture table (the same code at other depths and
+# channel counts): the registry-wide compiled checks (forward, re-parameterization) take one width
+# of each; every width is converted from PyTorch, re-parameterized and compared with PyTorch at a
+# small input (the G-Ghost widths also through ONNX) in tests/test_g_ghostnet_parity.py, and still
+# gets the uncompiled checks.
+WIDTH_TABLES = ('g_ghost_regnetx_*', 'regnetx_*')
+
+
+def compiled_cases(names: list[str]) -> list[str]:
+  """``names`` with one width (:func:`one_per_architecture`) of each :data:`WIDTH_TABLES` family."""
+  table = [n for n in names if any(fnmatch.fnmatch(n, p) for p in WIDTH_TABLES)]
+  keep = set(one_per_architecture(table))
+  return [n for n in names if n not in table or n in keep]
 
 
 def randomize_bn_stats(variables: dict, seed: int = 0) -> dict:

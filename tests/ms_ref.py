@@ -1,7 +1,8 @@
 """A MindSpore GhostNet with the parameter names of the MindSpore model zoo's GhostNet.
 
 Mirrors the cell structure of mindspore-ai/models ``research/cv/ghostnet/src/ghostnet.py``
-("1x"; our own code): ``conv_stem``/``bn1``, a flat ``blocks`` SequentialCell of bottlenecks
+(``multiplier`` = ``width``, channels rounded up to multiples of 4 as that file does; our own
+code): ``conv_stem``/``bn1``, a flat ``blocks`` SequentialCell of bottlenecks
 (``ghost1``/``ghost2`` with ``primary_conv``/``cheap_operation`` ConvUnits of ``conv`` + ``bn``,
 ``dw``, ``se.conv_reduce``/``conv_expand``, ``shortcut.0/1``) plus a final ConvUnit, ``conv_head``
 (1x1 conv) and ``classifier``. Used to test ``from_mindspore`` through a real MindSpore network.
@@ -13,8 +14,12 @@ import math
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from ghostnets_jax.layers import make_divisible
 from ghostnets_jax.models.ghostnet import GHOSTNET_CFGS
+
+
+def ceil4(x):
+  """The zoo's ``_make_divisible``: round up to a multiple of 4."""
+  return int(math.ceil(x / 4) * 4)
 
 
 class ConvUnit(nn.Cell):
@@ -62,7 +67,7 @@ class Bottleneck(nn.Cell):
       self.dw = ConvUnit(mid, mid, k, stride, groups=mid, act=False)
     self.use_se = se > 0
     if self.use_se:
-      self.se = SE(mid, make_divisible(mid * se, 4))
+      self.se = SE(mid, ceil4(mid // 4))   # the zoo's SE(num_mid): ratio 4
     self.ghost2 = GhostModule(mid, cout, act=False)
     self.down = cin != cout or stride > 1
     if self.down:
@@ -80,18 +85,19 @@ class Bottleneck(nn.Cell):
 
 
 class ZooGhostNet(nn.Cell):
-  def __init__(self, num_classes=1000):
+  def __init__(self, num_classes=1000, width=1.0):
     super().__init__()
-    self.conv_stem = nn.Conv2d(3, 16, 3, 2, pad_mode='pad', padding=1, has_bias=False)
-    self.bn1 = nn.BatchNorm2d(16)
-    blocks, cin = [], 16
+    stem = ceil4(16 * width)
+    self.conv_stem = nn.Conv2d(3, stem, 3, 2, pad_mode='pad', padding=1, has_bias=False)
+    self.bn1 = nn.BatchNorm2d(stem)
+    blocks, cin = [], stem
     for stage in GHOSTNET_CFGS:
       for k, exp, c, se, s in stage:
-        blocks.append(Bottleneck(cin, exp, c, k, s, se))
-        cin = c
-    blocks.append(ConvUnit(cin, 960))
+        blocks.append(Bottleneck(cin, ceil4(exp * width), ceil4(c * width), k, s, se))
+        cin = ceil4(c * width)
+    blocks.append(ConvUnit(cin, ceil4(960 * width)))
     self.blocks = nn.SequentialCell(blocks)
-    self.conv_head = nn.Conv2d(960, 1280, 1, has_bias=True, pad_mode='pad')
+    self.conv_head = nn.Conv2d(ceil4(960 * width), 1280, 1, has_bias=True, pad_mode='pad')
     self.classifier = nn.Dense(1280, num_classes)
 
   def construct(self, x):

@@ -385,3 +385,73 @@ def test_random_erasing_modes():
     A.random_erasing(tf.zeros([h, w, 3], tf.uint8), seed)
   erased = A.build_random_erasing(1., mode='const')(base, seed).numpy()
   assert 0 < (erased == 0.).all(-1).sum() < h * w
+
+
+# --- colour jitter: torchvision's ColorJitter on PIL images, as timm's --color-jitter runs it ---
+
+@pytest.mark.parametrize('factor', [-0.5, -0.2, -0.07, 0.0, 0.13, 0.2, 0.5])
+def test_hue_matches_torchvision_pil(factor):
+  import torchvision.transforms.functional as TF
+  for img in natural_images():
+    ref = np.asarray(TF.adjust_hue(Image.fromarray(img), factor))
+    assert mad(A.hue(img, factor), ref) == (EXACT, 0), factor
+
+
+def test_color_jitter_ranges_are_torchvision_colorjitter():
+  """Ranges from timm's own transform (``--color-jitter 0.4``) and Vega's ImageNet default."""
+  from timm.data import create_transform
+  from torchvision.transforms import ColorJitter
+  timm_cj = [t for t in create_transform(224, is_training=True, color_jitter=0.4).transforms
+             if isinstance(t, ColorJitter)][0]
+  for ours, tv in zip(A.color_jitter_ranges(0.4, 0.4, 0.4), (timm_cj.brightness, timm_cj.contrast,
+                                                            timm_cj.saturation, timm_cj.hue)):
+    assert ours == (None if tv is None else tuple(tv))
+  vega = ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)
+  assert A.color_jitter_ranges(0.4, 0.4, 0.4, 0.2) == (
+      tuple(vega.brightness), tuple(vega.contrast), tuple(vega.saturation), tuple(vega.hue))
+  with pytest.raises(ValueError, match=r'hue range \(-0.7, 0.7\) must lie within'):
+    A.color_jitter_ranges(hue=0.7)
+
+
+def test_color_jitter_matches_torchvision_with_the_same_draws():
+  """Our draws (order, factors) applied by torchvision's functional ops in that order on the PIL
+  image give our output: blends within the float tolerance, hue exact."""
+  import torchvision.transforms.functional as TF
+  tv_fns = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+  ranges = A.color_jitter_ranges(0.4, 0.4, 0.4, 0.2)
+  orders = set()
+  for i, img in enumerate(natural_images()):
+    for j in range(3):
+      seed = tf.constant([i, j], tf.int64)
+      order, factors = (t.numpy() for t in A.color_jitter_params(seed, ranges))
+      orders.add(tuple(order))
+      assert sorted(order) == [0, 1, 2, 3]
+      for f, (lo, hi) in zip(factors, ranges):
+        assert lo <= f <= hi
+      ref = Image.fromarray(img)
+      for k in order:
+        ref = tv_fns[k](ref, float(factors[k]))
+      ours = A.color_jitter(img, seed, 0.4, 0.4, 0.4, 0.2)
+      m, top = mad(ours, np.asarray(ref))
+      assert m <= FLOAT_MAD and top <= 1, (i, j, m, top)
+  assert len(orders) > 3   # the order is drawn, not fixed
+
+
+def test_color_jitter_in_the_pipeline_follows_timm():
+  """timm turns colour jitter off under an --aa string; a number x means (x, x, x)."""
+  from ghostnets_jax.data import preprocess as P
+  kw = dict(scale=(0.08, 1.0), ratio=(0.75, 4 / 3), interpolation='bilinear', hflip=0.5,
+            mean=(0.5,) * 3, std=(0.5,) * 3)
+  assert 'color_jitter(0.4, 0.4, 0.4, 0.0)' in P.train_spec(224, color_jitter=0.4, **kw)
+  vega = P.train_spec(224, color_jitter=(0.4, 0.4, 0.4, 0.2), **kw)
+  assert 'color_jitter(0.4, 0.4, 0.4, 0.2)' in vega
+  assert 'color_jitter' not in P.train_spec(224, color_jitter=0.4, auto_augment='rand-m9', **kw)
+  assert 'color_jitter' not in P.train_spec(224, color_jitter=(), **kw)
+  with pytest.raises(ValueError, match='color_jitter must be a number or'):
+    P.train_spec(224, color_jitter=(0.4, 0.4), **kw)
+  img = natural_images()[0]
+  op = P.get_op('color_jitter(0.4, 0.4, 0.4, 0.2)')
+  seed = tf.constant([3, 4], tf.int64)
+  want = A.color_jitter(img, seed, 0.4, 0.4, 0.4, 0.2)
+  np.testing.assert_array_equal(op(img, seed), want)
+  np.testing.assert_array_equal(tf.function(op)(tf.constant(img), seed), want)  # as in tf.data

@@ -82,7 +82,8 @@ def _wrong_graph(*args, **kwargs):
 
 
 def test_failed_export_leaves_no_partial_file_and_keeps_the_old_one(tmp_path, capsys, monkeypatch):
-  monkeypatch.setattr(pipeline, 'load_model', lambda name, *a, **k: model_and_variables('ghostnet_050'))
+  source = pipeline.Source('ghostnet_050', *model_and_variables('ghostnet_050'), SMALL, {}, 'test')
+  monkeypatch.setattr(pipeline, 'load_model', lambda name, *a, **k: source)
   monkeypatch.setattr(pipeline, 'export_onnx', _wrong_graph)
   monkeypatch.setattr(pipeline, 'jax_reference', lambda m, v: lambda x: np.zeros((len(x), 10), np.float32))
   out = tmp_path / 'model.onnx'

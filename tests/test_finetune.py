@@ -198,7 +198,8 @@ def test_starting_weights_from_pytorch_and_mindspore_files(tmp_path):
   want = _random('ghostnet_100', 7, seed=3)
   ckpt = str(tmp_path / 'tiny.ckpt')
   ms.save_checkpoint([{'name': k, 'data': ms.Tensor(v)}
-                      for k, v in to_mindspore('ghostnet_100', want).items()], ckpt)
+                      for k, v in to_mindspore('ghostnet_100', want, scheme='model_zoo').items()],
+                     ckpt)
   pth = str(tmp_path / 'tiny.safetensors')
   save_file(to_torch('ghostnet_100', want), pth)
   for path in (ckpt, pth):

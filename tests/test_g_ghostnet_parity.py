@@ -1,15 +1,16 @@
 """G-GhostNet, ResNet and RegNetX against PyTorch: torchvision for the baselines, our own torch
-reference (ghostnets_jax/reference_torch/g_ghost.py) for the G-Ghost stage, G-Ghost RegNetX and GhostNets_D.
+reference (ghostnets_jax/reference_torch/g_ghost.py) for the G-Ghost stage and G-Ghost RegNetX
+(GhostNets_D: tests/test_ghostnet_d.py).
 
 Eval-mode logits after converting the reference's state dict (random weights and BN statistics,
 residual-branch BNs damped so logits stay O(1)) must agree to 1e-4. What can differ between the
 frameworks is padding and pooling at odd sizes, not resolution as such: ``ODD`` inputs (100x132)
 give odd feature maps at every stride (50x66 -> 25x33 -> 13x17 -> 7x9 -> 4x5), which 224 (even
-down to 7x7) does not, at a quarter of the compute. GhostNets_D (101 layers) runs at 64x64 with
-the 10-class head the registry tests compile (shared through the persistent cache when warm);
-ResNet-101 is ResNet-50's blocks in another count, so its conversion and size are checked
-without a forward.
-The small networks cover every stage option (cheap ops, ratios, both hosts, slice-free).
+down to 7x7) does not, at a quarter of the compute. ResNet-101 is ResNet-50's blocks in another
+count, so its conversion and size are checked without a forward. Every width of the official
+G-Ghost RegNetX table and every torchvision RegNetX is converted and its re-parameterized form
+compared at ``NON_SQUARE`` (batch 1, 36x52: odd maps at every stride), one compile per width.
+The small networks cover every stage option (cheap ops, ratios, both hosts).
 """
 import functools
 
@@ -21,10 +22,13 @@ import torch
 import torchvision
 
 import ghostnets_jax as gj
+from ghostnets_jax.export import export_onnx, verify_onnx
 from ghostnets_jax.layers import BlockSpec, Bottleneck, max_pool_3x3_s2
 from ghostnets_jax.stats import param_count
+from ghostnets_jax import reference_torch
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply
-from ghostnets_jax.reference_torch.g_ghost import GGhostRegNet, GGhostResNet, n_params
+from ghostnets_jax.reference_torch.g_ghost import (OFFICIAL_WIDTHS, GGhostRegNet, GGhostResNet,
+                                                   g_ghost_regnetx, n_params)
 from tests.torch_ref import damp_residual_bns, images, randomize_bn, torch_forward
 
 ODD = (2, 100, 132, 3)
@@ -56,11 +60,11 @@ def assert_round_trip(name, ref):
     np.testing.assert_array_equal(v.reshape(sd[k].shape), sd[k].numpy(), err_msg=k)
 
 
-@pytest.mark.parametrize('name,tv', [('resnet50', 'resnet50'), ('regnetx_032', 'regnet_x_3_2gf')])
-def test_logits_match_torchvision(name, tv):
-  ref = prepared(getattr(torchvision.models, tv))
-  assert gj.model_info(name)['params'] == n_params(ref)
-  assert logit_error(name, ref, ODD) < 1e-4
+def test_resnet50_logits_match_torchvision():
+  """The train form in eval mode (RegNetX: every width's deploy form, below)."""
+  ref = prepared(torchvision.models.resnet50)
+  assert gj.model_info('resnet50')['params'] == n_params(ref)
+  assert logit_error('resnet50', ref, ODD) < 1e-4
 
 
 def test_published_sizes():
@@ -73,25 +77,103 @@ def test_published_sizes():
   tv101 = torchvision.models.resnet101()
   assert gj.model_info('resnet101')['params'] == n_params(tv101)
   assert_round_trip('resnet101', tv101)
-  assert gj.model_info('ghostnet_d_101')['params'] == 38_216_872
 
 
-def test_g_ghost_regnetx_032_matches_reference():
-  ref = prepared(lambda: GGhostRegNet([2, 6, 15, 2], [96, 192, 432, 1008], 48))
-  assert n_params(ref) == gj.model_info('g_ghost_regnetx_032')['params'] == 10_511_000
-  assert logit_error('g_ghost_regnetx_032', ref, ODD) < 1e-4
-  assert_round_trip('g_ghost_regnetx_032', ref)
+# -- every width of the official table ------------------------------------------------------------
+
+G_GHOST = gj.list_models('g_ghost_regnetx_*')
+REGNETX = gj.list_models('regnetx_*')
+NON_SQUARE = (1, 36, 52, 3)  # odd maps at every stride: 18x26 -> 9x13 -> 5x7 -> 3x4 -> 2x2
+
+# pycls MODEL_ZOO.md (facebookresearch/pycls): RegNetX params (M) and flops (B), one decimal.
+PYCLS = {'002': (2.7, 0.2), '004': (5.2, 0.4), '006': (6.2, 0.6), '008': (7.3, 0.8),
+         '016': (9.2, 1.6), '032': (15.3, 3.2), '040': (22.1, 4.0), '064': (26.2, 6.5),
+         '080': (39.6, 8.0), '120': (46.1, 12.1), '160': (54.3, 15.9), '320': (107.8, 31.7)}
+# The official G-GhostNet README's released checkpoints: params (M), FLOPs (B), top-1.
+G_GHOST_README = {'032': (10.5, 1.8, 77.8), '040': (15.7, 2.2, 78.6), '080': (24.6, 4.2, 79.0),
+                  '160': (32.4, 9.0, 79.9)}
 
 
-def test_ghostnet_d_101_matches_reference_at_64():
-  ref = prepared(lambda: GGhostResNet([3, 4, 23, 3], num_classes=10, variant='ghostnet_d'))
-  assert logit_error('ghostnet_d_101', ref, (2, SMALL, SMALL, 3)) < 1e-4
+def conv_and_linear_macs(model: torch.nn.Module, hw=(224, 224)) -> int:
+  """Multiply-accumulates of every Conv2d (output elements x in/groups x kh x kw) and Linear
+  (in x out) in one forward at ``hw``, counted by forward hooks (works on the meta device)."""
+  total = 0
+
+  def hook(m, inputs, out):
+    nonlocal total
+    if isinstance(m, torch.nn.Conv2d):
+      total += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+    elif isinstance(m, torch.nn.Linear):
+      total += out.numel() * m.in_features
+  handles = [m.register_forward_hook(hook) for m in model.modules()]
+  with torch.no_grad():
+    model(torch.zeros(1, 3, *hw, device=next(model.parameters()).device))
+  for h in handles:
+    h.remove()
+  return total
 
 
-def test_ghostnet_d_101_reference_and_names():
-  ref = GGhostResNet([3, 4, 23, 3], variant='ghostnet_d')
-  assert n_params(ref) == gj.model_info('ghostnet_d_101')['params'] == 38_216_872
-  assert_round_trip('ghostnet_d_101', ref)
+def test_every_width_is_registered_with_the_official_size():
+  """All twelve widths of the official ``g_ghost_regnet.py`` and their RegNetX hosts: params and
+  MACs at 224 equal our PyTorch model of the official structure (built on the meta device: no
+  memory, no init), the hosts round to pycls's published params and flops."""
+  assert [n[-3:] for n in G_GHOST] == [n[-3:] for n in REGNETX] == sorted(OFFICIAL_WIDTHS)
+  for tag in OFFICIAL_WIDTHS:
+    for name, ghost in ((f'g_ghost_regnetx_{tag}', True), (f'regnetx_{tag}', False)):
+      with torch.device('meta'):
+        ref = g_ghost_regnetx(tag, ghost=ghost).eval()
+      info = gj.model_info(name)
+      assert (info['params'], info['macs']) == (n_params(ref), conv_and_linear_macs(ref)), name
+    info = gj.model_info(f'regnetx_{tag}')
+    assert (round(info['params'] / 1e6, 1), round(info['macs'] / 1e9, 1)) == PYCLS[tag], tag
+    assert gj.get_spec(f'regnetx_{tag}').top1 is not None
+
+
+def test_published_checkpoints():
+  """The README's params (to 0.1 M) and top-1 exactly; its FLOPs within 0.1 B (it rounds to 0.1 B
+  and lists 4.2 B for the 8.0G model, whose convolutions and fc make 4.15 B multiply-adds)."""
+  for tag, (params, gflops, top1) in G_GHOST_README.items():
+    name = f'g_ghost_regnetx_{tag}'
+    info = gj.model_info(name)
+    assert round(info['params'] / 1e6, 1) == params and gj.get_spec(name).top1 == top1, name
+    assert abs(info['macs'] / 1e9 - gflops) < 0.1, name
+  assert [n for n in G_GHOST if gj.get_spec(n).top1] == sorted(
+      f'g_ghost_regnetx_{t}' for t in G_GHOST_README)
+
+
+@functools.lru_cache(maxsize=None)
+def converted(name):
+  """``(ref, deploy_model, deploy_vars)``: the random-weight PyTorch reference of ``name`` (10
+  classes) and its state dict converted by ``from_torch`` and re-parameterized."""
+  ref = prepared(lambda: reference_torch.build(name, num_classes=10))
+  variables = gj.convert.from_torch(name, ref.state_dict())
+  return (ref, *gj.reparameterize(gj.create_model(name, num_classes=10), variables))
+
+
+# regnetx_004: pycls's RegNetX-400MF (last stage 384 wide) through torchvision's RegNet class,
+# the reference of the hosts torchvision has no model of (its regnet_x_400mf is 400 wide).
+@pytest.mark.parametrize('name', G_GHOST + ['regnetx_004'] +
+                         [n for n in REGNETX if gj.get_spec(n).reference])
+def test_every_width_converts_and_its_deploy_form_matches_torch(name):
+  """The official layout (``.pth`` names) of each G-Ghost width, and torchvision's ``regnet_x_*``
+  of each host torchvision has: random weights in, the re-parameterized model's logits at a
+  non-square input within 1e-4 of PyTorch's, and ``to_torch`` gives back every tensor."""
+  ref, deploy_model, deploy_vars = converted(name)
+  x = images(NON_SQUARE)
+  expected = torch_forward(ref, x)
+  assert np.abs(expected).max() > 0.1
+  assert np.abs(np.asarray(jitted_apply(deploy_model)(deploy_vars, x)) - expected).max() < 1e-4
+  assert_round_trip(name, ref)
+
+
+@pytest.mark.parametrize('name', G_GHOST)
+def test_every_g_ghost_width_exports_to_onnx(name):
+  """The converted official weights of each width through ONNX: onnxruntime within 1e-4 of PyTorch
+  (the export tests check one width against JAX at batch 1 and 4)."""
+  ref, deploy_model, deploy_vars = converted(name)
+  proto = export_onnx(deploy_model, deploy_vars, NON_SQUARE[1:3])
+  result = verify_onnx(proto, lambda x: torch_forward(ref, x), NON_SQUARE[1:], batch_sizes=(1,))
+  assert result.max_abs_diff[1] < 1e-4 and result.max_abs_reference > 0.1
 
 
 def test_g_ghost_resnet50_converts_from_reference():
@@ -117,12 +199,9 @@ def test_regnet_hosted_stage_options_match_reference(cheap_op, ratio):
   assert err < 1e-4
 
 
-@pytest.mark.parametrize('name,variant,cheap_op', [('g_ghost_resnet50', 'official', 'conv1x1'),
-                                                   ('ghostnet_d_101', 'ghostnet_d', 'identity')])
-def test_resnet_hosted_stage_variants_match_reference(name, variant, cheap_op):
-  ref = prepared(lambda: GGhostResNet([3, 4, 3, 3], [32, 64, 96, 128], num_classes=10,
-                                      variant=variant, cheap=cheap_op))
-  assert logit_error(name, ref, TINY, cheap_op=cheap_op, **TINY_RESNET) < 1e-4
+def test_resnet_hosted_stage_matches_reference():
+  ref = prepared(lambda: GGhostResNet([3, 4, 3, 3], [32, 64, 96, 128], num_classes=10))
+  assert logit_error('g_ghost_resnet50', ref, TINY, **TINY_RESNET) < 1e-4
 
 
 def test_train_mode_matches_reference():

@@ -8,13 +8,14 @@ import pytest
 
 import ghostnets_jax as gj
 from ghostnets_jax.stats import param_count
-from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables, one_per_architecture
+from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
+                           one_per_architecture)
 from tests.torch_ref import reference_param_count
 
 ALL = gj.list_models()
 
 
-@pytest.mark.parametrize('name', ALL)
+@pytest.mark.parametrize('name', compiled_cases(ALL))
 def test_forward_shapes_and_param_count(name):
   model, variables = model_and_variables(name)
   assert set(variables) == {'params', 'batch_stats'}
@@ -24,6 +25,19 @@ def test_forward_shapes_and_param_count(name):
   assert np.isfinite(np.asarray(out)).all()
   # the count of the network's PyTorch reference (timm / torchvision, or our torch code written
   # from the published structure), counted by torch from its modules
+  assert param_count(variables) == reference_param_count(name, 10)
+
+
+@pytest.mark.parametrize('name', sorted(set(ALL) - set(compiled_cases(ALL))))
+def test_other_widths_shapes_and_param_count_uncompiled(name):
+  """The widths the compiled check leaves to their parity test: output shape and dtype, and
+  parameter count (against the PyTorch reference's), from shapes alone."""
+  model = gj.create_model(name, num_classes=10)
+  x = jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32)
+  out, variables = jax.eval_shape(functools.partial(model.init_with_output, train=False),
+                                  jax.random.PRNGKey(0), x)
+  assert set(variables) == {'params', 'batch_stats'}
+  assert out.shape == (2, 10) and out.dtype == jnp.float32
   assert param_count(variables) == reference_param_count(name, 10)
 
 

@@ -14,7 +14,8 @@ import ghostnets_jax as gj
 from ghostnets_jax.layers import BatchNorm, Conv2d, ConvBN, RepConvBN
 from ghostnets_jax.reparam import identity_kernel
 from ghostnets_jax.stats import param_count
-from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables, randomize_bn_stats
+from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
+                           randomize_bn_stats)
 
 
 def test_fold_bn_equals_conv_then_bn():
@@ -128,7 +129,7 @@ def _has_bn(tree):
              for p, _ in jax.tree_util.tree_leaves_with_path(tree))
 
 
-@pytest.mark.parametrize('name', gj.list_models())
+@pytest.mark.parametrize('name', compiled_cases(gj.list_models()))
 def test_deploy_form_equals_train_form(name):
   model, variables = model_and_variables(name)
   deploy_model, deploy_vars = gj.reparameterize(model, variables)

@@ -1,4 +1,8 @@
-"""Repeated-augmentation sampler: two simulated processes, coverage, repeats, determinism."""
+"""Repeated-augmentation sampler: two simulated processes, coverage, repeats, determinism, and
+the epoch size of the official MultiGrain ``RASampler`` (facebookresearch/multigrain,
+``multigrain/lib/samplers.py``: ``len_images = int(dataset_len * len_factor)`` samples, each
+image repeated ``repetitions`` times; ``len(sampler) = len_images // batch_size`` with
+drop_last)."""
 import collections
 
 import numpy as np
@@ -7,9 +11,11 @@ import pytest
 from ghostnets_jax.data.sampler import RepeatedAugmentationSampler, repeated_augmentation_batches
 
 
-def epoch_of(num_images, batch_size, epoch=0, processes=2, **kw):
+def epoch_of(num_images, batch_size, epoch=0, processes=2, len_factor=3.0, **kw):
+  """len_factor 3 = 3 x N samples: every image's three copies in one epoch."""
   return [repeated_augmentation_batches(num_images, batch_size, epoch, process_index=k,
-                                        process_count=processes, **kw) for k in range(processes)]
+                                        process_count=processes, len_factor=len_factor, **kw)
+          for k in range(processes)]
 
 
 def test_two_processes_share_an_epoch_disjointly_with_every_image_three_times():
@@ -45,7 +51,7 @@ def test_last_step_drop_or_pad():
 
 
 def test_sampler_object_and_errors():
-  s = RepeatedAugmentationSampler(60, 6, process_index=1, process_count=2)
+  s = RepeatedAugmentationSampler(60, 6, process_index=1, process_count=2, len_factor=3.0)
   batches = list(s.epoch(2))
   assert len(s) == len(batches) == 15
   np.testing.assert_array_equal(np.stack(batches), epoch_of(60, 6, epoch=2)[1])
@@ -53,5 +59,49 @@ def test_sampler_object_and_errors():
     repeated_augmentation_batches(60, 8)
   with pytest.raises(ValueError, match='process_index=2'):
     repeated_augmentation_batches(60, 6, process_index=2, process_count=2)
-  with pytest.raises(ValueError, match='do not fill one global step'):
+  with pytest.raises(ValueError, match=r'epoch of 3 samples \(1.0 x 3 images\) does not fill'):
     repeated_augmentation_batches(3, 6, process_count=2)
+  with pytest.raises(ValueError, match='len_factor=0 must be positive'):
+    repeated_augmentation_batches(60, 6, len_factor=0)
+
+
+def ra_sampler_len(dataset_len, batch_size, len_factor=1.0, drop_last=True):
+  """``len(RASampler(...))`` written out from the official code."""
+  len_images = int(dataset_len * len_factor)
+  return len_images // batch_size if drop_last else (len_images + batch_size - 1) // batch_size
+
+
+@pytest.mark.parametrize('n,batch,processes,len_factor', [(60, 6, 2, 1.0), (61, 6, 1, 1.0),
+                                                          (100, 12, 2, 2.5), (20, 6, 1, 4.0)])
+def test_epoch_size_is_rasamplers(n, batch, processes, len_factor):
+  shares = epoch_of(n, batch, processes=processes, len_factor=len_factor)
+  steps = ra_sampler_len(n, batch * processes, len_factor)
+  assert all(s.shape == (steps, batch) for s in shares)
+  ids = np.concatenate([s.reshape(s.shape[0], -1, 3) for s in shares], axis=1)
+  assert (ids == ids[..., :1]).all()             # m = 3 consecutive copies
+  distinct = ids[..., 0].ravel()
+  # within one permutation no image repeats; beyond N (len_factor > m) the next one starts
+  assert len(set(distinct[:n].tolist())) == min(n, len(distinct))
+  if len(distinct) > n:
+    assert set(distinct[n:2 * n].tolist()) <= set(range(n))
+
+
+def test_multigrain_epoch_is_the_published_step_count():
+  """ImageNet-1k train (1,281,167 images) at batch 240 (30 x 8): 5,338 steps per epoch, the
+  MindSpore MultiGrain README's figure, as RASampler(len_factor=1) gives, and the config's."""
+  from configs import multigrain
+  from ghostnets_jax.data.pipeline import make_sampler
+  c = multigrain.get_config()
+  sampler = make_sampler(c.data.sampler, 1_281_167, c.batch_size, seed=0, process_index=0,
+                         process_count=1, **c.data.sampler_kwargs.to_dict())
+  assert sampler.steps_per_epoch == ra_sampler_len(1_281_167, 240) == 5_338
+  # the trainer's epoch (schedule, EMA, eval) is the sampler's, at any len_factor
+  import jax
+  from ghostnets_jax.train import trainer
+  mesh = jax.sharding.Mesh(jax.devices()[:1], ('data',))
+  for factor in (1.0, 2.0):
+    c.data.sampler_kwargs.len_factor = factor
+    sampler = make_sampler(c.data.sampler, 24_000, c.batch_size, seed=0, process_index=0,
+                           process_count=1, **c.data.sampler_kwargs.to_dict())
+    resolved = trainer.resolve(c, num_classes=1000, num_train=24_000, mesh=mesh)
+    assert resolved['steps_per_epoch'] == sampler.steps_per_epoch == int(24_000 * factor) // 240

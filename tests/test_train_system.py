@@ -232,8 +232,8 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
   a = c.aug
   spec_str = preprocess.train_spec(   # every preprocessing op of the recipe exists
       SIZE, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation, hflip=a.hflip,
-      mean=spec.mean, std=spec.std, auto_augment=a.auto_augment, reprob=a.reprob,
-      remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
+      mean=spec.mean, std=spec.std, auto_augment=a.auto_augment, color_jitter=a.color_jitter,
+      reprob=a.reprob, remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   image = preprocess.compose(spec_str)(tf.zeros((40, 48, 3), tf.uint8), tf.constant([0, 1], tf.int64))
   assert image.shape == (SIZE, SIZE, 3) and image.dtype == tf.float32
   model = trainer.build_model(c, num_classes=10)

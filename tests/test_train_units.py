@@ -83,6 +83,23 @@ def test_weight_decay_mask_excludes_bn_and_biases():
   assert mask == {'conv': {'kernel': True}, 'bn': {'scale': False, 'bias': False},
                   'fc': {'kernel': True, 'bias': False}}
   assert all(jax.tree_util.tree_leaves(optim.weight_decay_mask(params, exclude_1d=False)))
+  # MindSpore's default filter (names without 'gamma'/'beta'): BN affine excluded, biases decayed
+  assert optim.weight_decay_mask(params, exclude_1d=False, exclude_norm=True) == {
+      'conv': {'kernel': True}, 'bn': {'scale': False, 'bias': False},
+      'fc': {'kernel': True, 'bias': True}}
+
+
+def test_per_epoch_cosine_is_vegas_by_epoch_staircase():
+  """Huawei Vega's MindSpore ``CosineAnnealingLR`` (``by_epoch: True``): epoch e runs at
+  ``eta_min + (lr - eta_min) * (1 + cos(pi * e / T_max)) / 2`` (T_max = epochs, eta_min = 0)."""
+  import math
+  from configs import ghostnet_d
+  c = ghostnet_d.get_config()
+  spe, epochs = 7, int(c.num_epochs)
+  s = optim.make_schedule(c, spe, spe * epochs)
+  for e in (0, 1, 37, 119):
+    want = 0.001 * (1 + math.cos(math.pi * e / 120)) / 2
+    assert [float(s(e * spe + k)) for k in (0, spe - 1)] == pytest.approx([want] * 2, abs=1e-9)
 
 
 def _run(tx, params, grads_seq):
@@ -276,14 +293,16 @@ def test_every_config_loads_with_variants(path):
 def test_repeated_sampler_keeps_copies_together_and_is_process_count_independent():
   from ghostnets_jax.data.pipeline import make_sampler
   n, gb = 40, 12
-  one = make_sampler('repeated', n, gb, seed=1, process_index=0, process_count=1, repeats=3)
+  one = make_sampler('repeated', n, gb, seed=1, process_index=0, process_count=1, repeats=3,
+                     len_factor=3.0)   # 3 x 40 samples: every image's 3 copies
   rec, pos = one.epoch_indices(0)
   assert one.steps_per_epoch == 10 // 1 * 1 and len(rec) == one.steps_per_epoch * gb
   np.testing.assert_array_equal(pos, np.arange(len(rec)))          # every copy its own seed
   groups = rec.reshape(-1, 3)
   assert (groups == groups[:, :1]).all()                           # m = 3 consecutive copies
   assert len(set(groups[:, 0])) == len(groups)                     # each image once per epoch
-  two = [make_sampler('repeated', n, gb, seed=1, process_index=p, process_count=2, repeats=3)
+  two = [make_sampler('repeated', n, gb, seed=1, process_index=p, process_count=2, repeats=3,
+                      len_factor=3.0)
          for p in range(2)]
   parts = [s.epoch_indices(0) for s in two]
   steps = one.steps_per_epoch
@@ -308,3 +327,23 @@ def test_mixup_batch_transform_commutes_with_label_smoothing():
   np.testing.assert_allclose(x, x_ref, rtol=1e-6)
   np.testing.assert_allclose(t, t_ref, rtol=1e-6, atol=1e-7)
   assert not np.allclose(x, images) and float(jnp.min(jnp.max(t, 1))) < 0.9   # mixed
+
+
+def test_g_ghost_regnet_width_variants_follow_the_pytorch_imagenet_example():
+  """``:040`` ``:080`` ``:160`` (the official README's released widths) with the recipe of the
+  PyTorch ImageNet example the README names (``main.py`` defaults: 90 epochs, batch 256, SGD
+  momentum 0.9, lr 0.1 divided by 10 every 30 epochs, weight decay 1e-4); lr x batch / 256."""
+  from configs import g_ghost_regnet
+  from ghostnets_jax.registry import get_spec
+  for tag in ('040', '080', '160'):
+    c = g_ghost_regnet.get_config(tag)
+    assert c.model == f'g_ghost_regnetx_{tag}' and get_spec(c.model).top1 is not None
+    assert (c.num_epochs, c.batch_size, c.optim.name, c.optim.momentum, c.optim.nesterov) == (
+        90, 256, 'sgd', 0.9, False)
+    assert (c.schedule.name, tuple(c.schedule.milestones), c.schedule.decay_rate) == (
+        'step', (30, 60), 0.1)
+    assert c.optim.weight_decay == 1e-4 and not c.optim.wd_exclude_1d and c.label_smoothing == 0
+    assert optim.scaled_lr(c) == pytest.approx(0.1)
+    c.batch_size = 1024
+    assert optim.scaled_lr(c) == pytest.approx(0.4)
+  assert g_ghost_regnet.get_config('regnetx_080').model == 'regnetx_080'

@@ -2,6 +2,7 @@
 latencies (unknown ones as '-'), the plots written, the PyTorch reference lookup and the model
 name patterns of the benchmark scripts."""
 import json
+import re
 
 import pytest
 
@@ -30,6 +31,21 @@ def test_report_from_stored_latencies_writes_table_json_and_plots(tmp_path):
     timm_params = [sum(p.numel() for p in timm.create_model(n).parameters()) for n in names]
   assert [r['params'] for r in stored] == timm_params
   assert [round(p / 1e6, 1) for p in timm_params] == [2.6, 2.3]
+
+
+def test_report_puts_g_ghost_next_to_its_host(tmp_path):
+  """The official README's 4.0G checkpoint (15.7 M params, 78.6 top-1) against pycls's
+  RegNetX-4.0GF (22.1 M params, 4.0 B flops, 21.4 % error), stored latencies reused."""
+  names = ['g_ghost_regnetx_040', 'regnetx_040', 'ghostnet_050']
+  (tmp_path / 'zoo.json').write_text(json.dumps(
+      {'machine': 'm', 'rows': [{'name': 'regnetx_040', 'latency_ms': 40.0}]}))
+  zoo.write_report(names, str(tmp_path), measure=False)
+  md = (tmp_path / 'zoo.md').read_text()
+  section = md[md.index('## G-Ghost networks next to their hosts'):]
+  row = re.search(r'^\| `g_ghost_regnetx_040` \| `regnetx_040` \| 15\.7\d / 22\.1\d \| 2\.\d+ / '
+                  r'(3\.9[5-9]|4\.0[0-4])\d* \|.* \| - / 40\.0 \| 78\.6 / 78\.6 \|$', section, re.M)
+  assert row, section
+  assert section.count('\n| `') == 1  # ghostnet_050 has no host
 
 
 def test_reuse_latency_needs_a_previous_report(tmp_path):

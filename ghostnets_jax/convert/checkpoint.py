@@ -4,16 +4,19 @@ Formats are tried in order; each says whether it recognises a path and how to lo
 
 * PyTorch ``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` -> :func:`load_torch_checkpoint`
 * MindSpore ``.ckpt`` -> :func:`load_mindspore_checkpoint`
-* a directory: an orbax training checkpoint. Its loader belongs to the training code, which
-  registers it with :func:`register_checkpoint_format` (inserted before the built-ins).
+* a directory: a ghostnets_jax training run (its workdir, ``checkpoints`` directory or one
+  step) -> :func:`~ghostnets_jax.convert.orbax_run.restore_variables`
+
+Paths may be local or ``gs://``. Other formats can be added with :func:`register_checkpoint_format`.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
+from ghostnets_jax import storage
 from ghostnets_jax.convert.mindspore import load_mindspore_checkpoint
+from ghostnets_jax.convert.orbax_run import is_run_checkpoint, load_run_variables
 from ghostnets_jax.convert.pytorch import load_torch_checkpoint
 
 
@@ -25,18 +28,11 @@ class CheckpointFormat:
   load: Callable[..., dict]
 
 
-def _no_orbax_loader(name: str, path: str, **kwargs: Any) -> dict:
-  raise NotImplementedError(
-      f'{path} is a directory, i.e. an orbax training checkpoint, and no loader for those is '
-      'registered: the training code registers one with '
-      'ghostnets_jax.convert.register_checkpoint_format. Or pass a .pth/.safetensors/.ckpt file.')
-
-
 CHECKPOINT_FORMATS: list[CheckpointFormat] = [
     CheckpointFormat('pytorch', lambda p: p.endswith(('.pth', '.pt', '.bin', '.safetensors')),
                      load_torch_checkpoint),
     CheckpointFormat('mindspore', lambda p: p.endswith('.ckpt'), load_mindspore_checkpoint),
-    CheckpointFormat('orbax', os.path.isdir, _no_orbax_loader),
+    CheckpointFormat('orbax-run', is_run_checkpoint, load_run_variables),
 ]
 
 
@@ -51,10 +47,14 @@ def load_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
 
   ``kwargs`` go to the format's loader (``num_classes=...``, module overrides).
   """
-  if not os.path.exists(path):
+  if not storage.path(path).exists():
     raise FileNotFoundError(f'checkpoint not found: {path}')
   for fmt in CHECKPOINT_FORMATS:
     if fmt.matches(path):
       return fmt.load(name, path, **kwargs)
+  if storage.path(path).is_dir():
+    raise ValueError(f'{path} is a directory with no saved step of a ghostnets_jax run (a run '
+                     'workdir, its checkpoints/ directory or one step holding state/); pass one of '
+                     'those, or a .pth/.safetensors/.ckpt file.')
   raise ValueError(f'unrecognised checkpoint {path}: expected a PyTorch .pth/.pt/.bin/.safetensors '
-                   'file, a MindSpore .ckpt file or an orbax checkpoint directory.')
+                   'file, a MindSpore .ckpt file or the directory of a ghostnets_jax run.')

@@ -8,12 +8,13 @@ state dict by renaming those leaves, and the PyTorch engine
 rules*: a :class:`~ghostnets_jax.convert.rules.TorchRules` that spells the cell paths of the
 MindSpore model file.
 
-Rules are registered per model name or per family (the name is tried first) with
-:func:`register_mindspore_rules`, next to the model, like the PyTorch rules: the MindSpore
-model zoo's GhostNet (``research/cv/ghostnet``) in ``models/ghostnet.py``. Families whose
-seeds are MindSpore projects (S-GhostNet, GhostNets_D, MultiGrain) register theirs in their
-own model files; where the PyTorch rules already follow the MindSpore file (S-GhostNet), the
-same object serves: ``register_mindspore_rules('s_ghostnet', S_GHOSTNET_TORCH_RULES)``.
+Rules are registered per model name or per family (the name is tried first), next to the model
+like the PyTorch rules, each under the name of its *naming scheme* (the MindSpore code that
+wrote the checkpoint): ``register_mindspore_rules('ghostnet_100', rules, scheme='mindcv')``.
+A model may have several schemes (GhostNet: mindcv 0.3.0 and the MindSpore model zoo's
+``research/cv/ghostnet``); :func:`from_mindspore` picks the one whose names the checkpoint
+uses (or the one given as ``scheme=``), and a checkpoint that fits none raises an error naming
+every scheme of that model and the mismatch of the closest one.
 """
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ghostnets_jax.convert.pytorch import _flatten, _to_numpy, convert_state_dict, to_torch
+from ghostnets_jax import storage
+from ghostnets_jax.convert.pytorch import (CheckpointMismatchError, _flatten, _to_numpy,
+                                           convert_state_dict, to_torch)
 from ghostnets_jax.convert.rules import TorchRules
 from ghostnets_jax.registry import get_spec, list_models
 
@@ -37,25 +40,53 @@ OPTIMIZER_STATE = re.compile(
     r'learning_rate|global_step|momentum|beta1_power|beta2_power|scale_sense|loss_scale|'
     r'current_iterator_step|last_overflow_iterator_step|epoch_num|step_num)(\.|$)')
 
-_RULES: dict[str, TorchRules] = {}
+_RULES: dict[str, dict[str, TorchRules]] = {}   # model name or family -> {scheme: rules}
+_SOURCES: dict[tuple[str, str], str] = {}
 
 
-def register_mindspore_rules(key: str, rules: TorchRules) -> TorchRules:
-  """Registers the MindSpore parameter names of a model (``key`` = model name) or family."""
-  _RULES[key] = rules
+def register_mindspore_rules(key: str, rules: TorchRules, scheme: str = 'model_zoo',
+                             source: str = '') -> TorchRules:
+  """Registers the MindSpore parameter names of a model (``key`` = model name) or family under
+  the naming ``scheme`` (the MindSpore code that writes them; ``source`` says where it is)."""
+  _RULES.setdefault(key, {})[scheme] = rules
+  if source:
+    _SOURCES[(key, scheme)] = source
   return rules
 
 
-def get_mindspore_rules(name: str) -> TorchRules:
-  """The MindSpore naming rules of model ``name`` (by name, then by family)."""
+def mindspore_schemes(name: str) -> dict[str, TorchRules]:
+  """``{scheme: rules}`` of model ``name`` (its own schemes first, then its family's)."""
   family = get_spec(name).family
+  out: dict[str, TorchRules] = {}
   for key in (name, family):
-    if key in _RULES:
-      return _RULES[key]
-  known = [m for m in list_models() if m in _RULES or get_spec(m).family in _RULES]
-  raise ValueError(f'no MindSpore parameter mapping is registered for {name!r} (family {family!r}). '
-                   f'MindSpore checkpoints load for: {", ".join(known) or "none"}. Add rules with '
-                   'ghostnets_jax.convert.register_mindspore_rules next to the model.')
+    for scheme, rules in _RULES.get(key, {}).items():
+      out.setdefault(scheme, rules)
+  return out
+
+
+def _describe(name: str, schemes) -> str:
+  family = get_spec(name).family
+  return ', '.join(f"'{s}'" + (f' ({_SOURCES.get((name, s)) or _SOURCES.get((family, s))})'
+                               if _SOURCES.get((name, s)) or _SOURCES.get((family, s)) else '')
+                   for s in schemes)
+
+
+def get_mindspore_rules(name: str, scheme: Optional[str] = None) -> TorchRules:
+  """The MindSpore naming rules of model ``name`` for ``scheme`` (optional when it has one)."""
+  schemes = mindspore_schemes(name)
+  if not schemes:
+    known = [m for m in list_models() if mindspore_schemes(m)]
+    raise ValueError(f'no MindSpore parameter mapping is registered for {name!r} (family '
+                     f'{get_spec(name).family!r}). MindSpore checkpoints load for: '
+                     f'{", ".join(known) or "none"}. Add rules with '
+                     'ghostnets_jax.convert.register_mindspore_rules next to the model.')
+  if scheme is None and len(schemes) == 1:
+    return next(iter(schemes.values()))
+  if scheme not in schemes:
+    what = 'choose' if scheme is None else f'unknown naming scheme {scheme!r}; choose'
+    raise ValueError(f'{name}: {what} scheme= one of the MindSpore naming schemes of this model: '
+                     f'{_describe(name, schemes)}.')
+  return schemes[scheme]
 
 
 def _ms_to_torch_names(ckpt: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,30 +110,47 @@ def _mindspore():
 
 def read_mindspore_checkpoint(path: str) -> dict[str, np.ndarray]:
   """``{name: array}`` of a MindSpore ``.ckpt`` file (``mindspore.load_checkpoint``)."""
-  if not os.path.exists(path):
+  if not storage.path(path).exists():
     raise FileNotFoundError(f'checkpoint file not found: {path}')
   ms = _mindspore()
-  return {k: np.array(v.asnumpy(), copy=True) for k, v in ms.load_checkpoint(path).items()}
+  with storage.local_file(path) as local:   # MindSpore reads local files only
+    return {k: np.array(v.asnumpy(), copy=True) for k, v in ms.load_checkpoint(local).items()}
 
 
 def from_mindspore(name: str, checkpoint: Any, *, num_classes: Optional[int] = None,
-                   **overrides: Any) -> dict:
+                   scheme: Optional[str] = None, **overrides: Any) -> dict:
   """Converts a MindSpore checkpoint of model ``name`` into Flax ``{'params', 'batch_stats'}``.
 
   Args:
     name: registry name.
     checkpoint: a ``.ckpt`` path, or a mapping of parameter names to arrays/Parameters.
     num_classes: classifier size; inferred from the checkpoint's head when omitted.
+    scheme: the naming scheme (``mindspore_schemes(name)``); by default every scheme of the model
+      is tried and the one the checkpoint's names fit is used.
     overrides: other module fields the model must be built with.
 
   Optimizer state in the file (``moments.*``, ``learning_rate``, ...) is ignored; anything else
-  that does not fit raises :class:`~ghostnets_jax.convert.CheckpointMismatchError`.
+  that does not fit raises :class:`~ghostnets_jax.convert.CheckpointMismatchError`, naming the
+  model's schemes and the mismatch of the closest one.
   """
-  rules = get_mindspore_rules(name)
+  schemes = ({scheme: get_mindspore_rules(name, scheme)} if scheme is not None
+             else mindspore_schemes(name) or {None: get_mindspore_rules(name)})
   if isinstance(checkpoint, (str, os.PathLike)):
     checkpoint = read_mindspore_checkpoint(os.fspath(checkpoint))
   sd = {k: _to_numpy(v.asnumpy() if hasattr(v, 'asnumpy') else v) for k, v in checkpoint.items()}
-  return convert_state_dict(name, _ms_to_torch_names(sd), rules, num_classes=num_classes, **overrides)
+  sd = _ms_to_torch_names(sd)
+  errors = []
+  for s, rules in schemes.items():
+    try:
+      return convert_state_dict(name, sd, rules, num_classes=num_classes, **overrides)
+    except CheckpointMismatchError as e:
+      errors.append((s, e))
+  closest, err = min(errors, key=lambda se: se[1].mismatches)
+  if closest is None:
+    raise err
+  raise CheckpointMismatchError(
+      f'the checkpoint fits none of the MindSpore naming schemes of {name!r}: '
+      f'{_describe(name, schemes)}. Closest, {closest!r}:\n{err}')
 
 
 def load_mindspore_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
@@ -111,24 +159,35 @@ def load_mindspore_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
 
 
 def to_mindspore(name: str, variables: Mapping[str, Any],
-                 shapes: Optional[Mapping[str, tuple]] = None) -> dict[str, np.ndarray]:
+                 shapes: Optional[Mapping[str, tuple]] = None,
+                 scheme: Optional[str] = None) -> dict[str, np.ndarray]:
   """The inverse of :func:`from_mindspore`: numpy arrays keyed by MindSpore parameter names.
 
   ``shapes`` (name -> shape, e.g. from ``net.parameters_and_names()``) reshapes arrays whose
-  layout is the same but whose rank differs (a 1x1 ``Conv2d`` that we hold as ``Dense``).
+  layout is the same but whose rank differs (a 1x1 ``Conv2d`` that we hold as ``Dense``), and
+  picks the naming scheme whose names they are when ``scheme`` is not given.
   """
-  rules = get_mindspore_rules(name)
+  if scheme is None and shapes is not None and len(mindspore_schemes(name)) > 1:
+    flat = _flatten(variables)
+    fits = [s for s, r in mindspore_schemes(name).items()
+            if {_ms_key(r, p, flat) for p in flat} == set(shapes)]
+    scheme = fits[0] if fits else None
+  rules = get_mindspore_rules(name, scheme)
   torch_sd = to_torch(name, variables, rules=rules)
   flat = _flatten(variables)
   out = {}
-  for path, (key, v) in zip(flat, torch_sd.items()):
-    collection, *mods, leaf = path
-    bn = (collection, *mods, 'scale') in flat
-    ms_leaf = FLAX_TO_MS_LEAF.get((collection, leaf), leaf)
-    if leaf == 'bias' and bn:
-      ms_leaf = 'beta'
-    key = f'{key.rpartition(".")[0]}.{ms_leaf}'
+  for path, v in zip(flat, torch_sd.values()):
+    key = _ms_key(rules, path, flat)
     if shapes is not None and key in shapes and tuple(shapes[key]) != v.shape:
       v = v.reshape(shapes[key])
     out[key] = v
   return out
+
+
+def _ms_key(rules: TorchRules, path: tuple, flat: Mapping[tuple, Any]) -> str:
+  """The MindSpore name of flax leaf ``path``: the rules' key with MindSpore's BN leaf names."""
+  collection, *mods, leaf = path
+  ms_leaf = FLAX_TO_MS_LEAF.get((collection, leaf), leaf)
+  if leaf == 'bias' and (collection, *mods, 'scale') in flat:
+    ms_leaf = 'beta'
+  return f'{rules.key(path).rpartition(".")[0]}.{ms_leaf}'

@@ -7,20 +7,22 @@ keys raise :class:`CheckpointMismatchError` naming them.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Iterator, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ghostnets_jax import storage
 from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
 from ghostnets_jax.registry import create_model, get_spec
 from ghostnets_jax.reparam import fuse, fuse_variables
 
 
 class CheckpointMismatchError(ValueError):
-  """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys."""
+  """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys
+  (``mismatches``: how many in all)."""
+  mismatches: int = 0
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -180,7 +182,9 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRul
     lines.append(f'  hint: this is a {"train" if deploy else "re-parameterized (deploy)"}-form '
                  f'checkpoint of this model; pass deploy={not deploy}.')
   lines.append('  Is it a checkpoint of another model? Check the name and the overrides.')
-  raise CheckpointMismatchError('\n'.join(lines))
+  err = CheckpointMismatchError('\n'.join(lines))
+  err.mismatches = len(missing) + len(unexpected) + len(misshaped)
+  raise err
 
 
 def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
@@ -197,16 +201,17 @@ def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
 
 def load_torch_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
   """Reads a ``.pth``/``.pt``/``.bin`` (torch) or ``.safetensors`` file and converts it."""
-  if not os.path.exists(path):
+  if not storage.path(path).exists():
     raise FileNotFoundError(f'checkpoint file not found: {path}')
-  if path.endswith('.safetensors'):
-    from safetensors.numpy import load_file
-    sd = load_file(path)
-  else:
-    try:
-      import torch
-    except ImportError as e:
-      raise ImportError(f'reading {path} needs PyTorch (pip install torch), or convert it to '
-                        '.safetensors first') from e
-    sd = torch.load(path, map_location='cpu', weights_only=True)
+  with storage.local_file(path) as local:   # a gs:// file is read through a local copy
+    if local.endswith('.safetensors'):
+      from safetensors.numpy import load_file
+      sd = load_file(local)
+    else:
+      try:
+        import torch
+      except ImportError as e:
+        raise ImportError(f'reading {path} needs PyTorch (pip install torch), or convert it to '
+                          '.safetensors first') from e
+      sd = torch.load(local, map_location='cpu', weights_only=True)
   return from_torch(name, sd, **kwargs)

@@ -50,7 +50,8 @@ __all__ = [
   'affine', 'rotate', 'shear_x', 'shear_y', 'translate_x', 'translate_y', 'translate_x_rel',
   'translate_y_rel', 'auto_contrast', 'equalize', 'invert', 'posterize', 'solarize',
   'solarize_add', 'color', 'contrast', 'brightness', 'sharpness', 'blend', 'to_grayscale',
-  'fill_rectangle', 'cutout',
+  'fill_rectangle', 'cutout', 'hue', 'color_jitter', 'color_jitter_ranges', 'color_jitter_params',
+  'apply_color_jitter',
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -391,6 +392,117 @@ sharpness = _enhance_op(_smooth, '`ImageEnhance.Sharpness(img).enhance(factor)`:
 for _name, _op in (('color', color), ('contrast', contrast), ('brightness', brightness),
                    ('sharpness', sharpness)):
   _op.__name__ = _op.__qualname__ = _name
+
+
+def _rgb_to_hsv(x):
+  """PIL's ``convert('HSV')`` (``rgb2hsv_row``) with its C types: float32 variables, double
+  arithmetic where a double literal enters, H and S truncated to uint8 levels; grey pixels get
+  H = S = 0."""
+  x = tf.cast(x, tf.float32)
+  r, g, b = x[..., 0], x[..., 1], x[..., 2]
+  maxc = tf.maximum(r, tf.maximum(g, b))
+  minc = tf.minimum(r, tf.minimum(g, b))
+  grey = maxc == minc
+  cr = tf.where(grey, 1., maxc - minc)
+  s = cr / tf.where(grey, 1., maxc)
+  f64 = lambda v: tf.cast(v, tf.float64)  # noqa: E731
+  f32 = lambda v: tf.cast(v, tf.float32)  # noqa: E731
+  rc, gc, bc = f64((maxc - r) / cr), f64((maxc - g) / cr), f64((maxc - b) / cr)
+  h = tf.where(r == maxc, bc - gc, tf.where(g == maxc, 2. + rc - bc, 4. + gc - rc))
+  h = f32(tf.math.floormod(f64(f32(h)) / 6. + 1., 1.))
+  level = lambda v: tf.clip_by_value(tf.cast(f64(v) * 255., tf.int32), 0, 255)  # noqa: E731
+  uh = tf.where(grey, 0, level(h))
+  us = tf.where(grey, 0, level(s))
+  return uh, us, tf.cast(maxc, tf.int32)
+
+
+def _hsv_to_rgb(h, s, v):
+  """PIL's ``convert('RGB')`` from HSV (``hsv2rgb``): sector ``floor(6 h / 255)``, float32
+  remainder and saturation, float64 products rounded half away from zero."""
+  h64 = tf.cast(h, tf.float64) * 6. / 255.
+  i = tf.floor(h64)
+  f = tf.cast(tf.cast(h64 - i, tf.float32), tf.float64)
+  fs = tf.cast(tf.cast(tf.cast(s, tf.float64) / 255., tf.float32), tf.float64)
+  v64 = tf.cast(v, tf.float64)
+  level = lambda u: tf.clip_by_value(tf.cast(tf.floor(u + 0.5), tf.int32), 0, 255)  # noqa: E731
+  p, q, t = level(v64 * (1. - fs)), level(v64 * (1. - fs * f)), level(v64 * (1. - fs * (1. - f)))
+  sector = tf.cast(i, tf.int32) % 6
+  table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+  rgb = [tf.reduce_sum(tf.stack([row[c] for row in table], -1) *
+                       tf.one_hot(sector, 6, dtype=tf.int32), -1) for c in range(3)]
+  out = tf.stack(rgb, -1)
+  return tf.where((s == 0)[..., None], tf.stack([v, v, v], -1), out)
+
+
+@_jit
+def _hue_core(image, shift):
+  h, s, v = _rgb_to_hsv(image)
+  h = (h + shift) % 256
+  return tf.cast(_hsv_to_rgb(h, s, v), tf.uint8)
+
+
+def hue(image, factor) -> Image:
+  """torchvision's ``adjust_hue`` on a PIL image (what timm's colour jitter runs): RGB -> PIL
+  HSV, ``H += int(factor * 255)`` modulo 256, back to RGB. ``factor`` in [-0.5, 0.5]."""
+  image = _check_image(image)
+  if image.shape[2] != 3:
+    raise ValueError(f'hue needs an RGB image (3 channels), got shape {image.shape}')
+  shift = tf.cast(tf.cast(_one(factor) * 255., tf.int32), tf.int32) % 256
+  return _hue_core(image, shift)
+
+
+JITTER_ORDER = ('brightness', 'contrast', 'saturation', 'hue')
+
+
+def color_jitter_ranges(brightness=0., contrast=0., saturation=0., hue=0.):
+  """timm's ``--color-jitter`` arguments as torchvision's ``ColorJitter`` ranges: a number ``x``
+  means ``[max(0, 1 - x), 1 + x]`` for brightness/contrast/saturation and ``[-x, x]`` for hue
+  (``x <= 0.5``); a pair is the range itself; a zero range is off (``None``)."""
+  out = []
+  for name, x in zip(JITTER_ORDER, (brightness, contrast, saturation, hue)):
+    centre, bound = (0., (-0.5, 0.5)) if name == 'hue' else (1., (0., float('inf')))
+    if isinstance(x, (int, float)):
+      if x < 0:
+        raise ValueError(f'color jitter {name}={x} must be non-negative.')
+      lo, hi = centre - x, centre + x
+      lo = max(lo, 0.) if name != 'hue' else lo
+    else:
+      lo, hi = (float(v) for v in x)
+    if not bound[0] <= lo <= hi <= bound[1]:
+      raise ValueError(f'color jitter {name} range ({lo}, {hi}) must lie within {bound}.')
+    out.append(None if lo == hi == centre else (lo, hi))
+  return tuple(out)
+
+
+def color_jitter_params(seed, ranges):
+  """torchvision's ``ColorJitter.get_params``: a random order of the four adjustments and a
+  factor drawn uniformly from each range (1 or 0 where a range is off)."""
+  seed = _check_seed(seed)
+  s_order, *s_factors = _split(seed, 5)
+  order = tf.argsort(_uniform(s_order, [4]))
+  factors = [(_uniform(sf, [], lo, hi, tf.float64) if r is not None else
+              tf.constant(0. if k == 3 else 1., tf.float64))
+             for k, (sf, r) in enumerate(zip(s_factors, ranges)) for lo, hi in [r or (0., 0.)]]
+  return order, tf.stack(factors)
+
+
+def apply_color_jitter(image, order, factors, ranges=((0., 0.),) * 4) -> Image:
+  """The four adjustments in ``order`` (indices into brightness, contrast, saturation, hue) with
+  ``factors``; adjustments whose range is ``None`` are skipped, as torchvision does."""
+  image = _check_image(image)
+  fns = [functools.partial(lambda img, j, fn: fn(img, factors[j]), fn=fn) if r is not None
+         else (lambda img, j: img) for fn, r in zip((brightness, contrast, color, hue), ranges)]
+  for k in range(4):
+    image = tf.switch_case(order[k], [functools.partial(fn, image, j) for j, fn in enumerate(fns)])
+  return image
+
+
+def color_jitter(image, seed, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.) -> Image:
+  """timm's colour jitter (torchvision ``ColorJitter`` on a PIL image), e.g. ``--color-jitter 0.4``
+  = ``color_jitter(img, seed, 0.4, 0.4, 0.4)``; Huawei Vega's ImageNet default adds ``hue=0.2``."""
+  ranges = color_jitter_ranges(brightness, contrast, saturation, hue)
+  order, factors = color_jitter_params(seed, ranges)
+  return apply_color_jitter(image, order, factors, ranges)
 
 
 def fill_rectangle(image, top, left, height, width, fill) -> Image:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ghostnets_jax import storage
+
 IMAGENET_MANUAL_FILES = {
     'ILSVRC2012_img_train.tar': 'training images: 1,000 tars named <synset>.tar (n01440764.tar, '
                                 '...) of JPEGs, ~138 GB',
@@ -62,7 +64,7 @@ def _check_manual_files(name: str, builder: tfds.core.DatasetBuilder, manual_dir
   if name.split(':')[0] != 'imagenet2012':
     return
   manual_dir = manual_dir or os.path.join(builder._data_dir_root, 'downloads', 'manual')  # pylint: disable=protected-access
-  missing = [f for f in IMAGENET_MANUAL_FILES if not os.path.exists(os.path.join(manual_dir, f))]
+  missing = [f for f in IMAGENET_MANUAL_FILES if not (storage.path(manual_dir) / f).exists()]
   if missing:
     lines = [f'imagenet2012 is not prepared in {builder.data_dir!s} and cannot be built: '
              f'{", ".join(missing)} not found in the manual_dir {manual_dir}.',
@@ -202,7 +204,7 @@ def _open_folder(field: str, root: str, split: str, d: Any):
   if not root:
     raise ValueError(f'data.source=folder needs --config.data.{field}=<folder with one sub-folder '
                      'per class>.')
-  if not os.path.isdir(root):
+  if not storage.path(root).is_dir():
     raise FileNotFoundError(f'config.data.{field}: image folder not found: {root}')
   return open_image_folder(root, split, on_corrupt=d.on_corrupt,
                            allow_empty_classes=d.allow_empty_classes)

@@ -27,6 +27,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ghostnets_jax import storage
+
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 TF_FORMATS = ('JPEG', 'PNG', 'BMP', 'GIF')  # what tf.io.decode_image reads
 ON_CORRUPT = ('error', 'skip')
@@ -89,7 +91,7 @@ def _problem(path: str) -> Optional[str]:
   """Why ``path`` cannot serve as an image, or None (decodes it fully: finds truncation too)."""
   from PIL import Image
   try:
-    with Image.open(path) as im:
+    with storage.path(path).open('rb') as f, Image.open(f) as im:
       fmt = im.format
       im.load()
   except Exception as e:  # PIL raises many types for bad files
@@ -99,11 +101,15 @@ def _problem(path: str) -> Optional[str]:
   return None
 
 
-def _class_files(folder: str, extensions: Sequence[str]) -> list[str]:
-  files = []
-  for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-    dirnames.sort()
-    files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(tuple(extensions))]
+def _class_files(folder, extensions: Sequence[str]) -> list[str]:
+  """The image files under ``folder`` (an ``epath.Path``, local or bucket): its own files sorted,
+  then each sub-folder's, sub-folders in sorted order (torchvision's ImageFolder order)."""
+  entries = sorted(folder.iterdir(), key=lambda p: p.name)
+  dirs = [e for e in entries if e.is_dir()]
+  files = [os.fspath(e) for e in entries
+           if e not in dirs and e.name.lower().endswith(tuple(extensions))]
+  for d in dirs:
+    files += _class_files(d, extensions)
   return files
 
 
@@ -124,16 +130,17 @@ def open_image_folder(root: str, split: str = 'train', *, on_corrupt: str = 'err
   """
   if on_corrupt not in ON_CORRUPT:
     raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}.")
-  if not os.path.isdir(root):
+  top = storage.path(root)
+  if not top.is_dir():
     raise FileNotFoundError(f'image folder not found: {root}')
-  class_names = sorted(d.name for d in os.scandir(root) if d.is_dir() and not d.name.startswith('.'))
+  class_names = sorted(d.name for d in top.iterdir() if d.is_dir() and not d.name.startswith('.'))
   if not class_names:
     raise ValueError(f'{root} has no class sub-folders; the ImageFolder layout is '
                      f'{root}/<class name>/<image file>.')
   paths, labels, bad, empty = [], [], [], []
   for label, name in enumerate(class_names):
     good = []
-    for path in _class_files(os.path.join(root, name), extensions):
+    for path in _class_files(top / name, extensions):
       problem = _problem(path) if verify else None
       if problem:
         bad.append(f'{path} {problem}')
@@ -157,5 +164,5 @@ def open_image_folder(root: str, split: str = 'train', *, on_corrupt: str = 'err
     warnings.warn(f'{msg}; kept as classes without examples.')
   if not paths:
     raise ValueError(f'{root}: no images at all in {len(class_names)} class folder(s).')
-  return ImageFolderSource(os.path.basename(os.path.normpath(root)), split, paths,
+  return ImageFolderSource(top.name, split, paths,
                            np.asarray(labels, np.int64), class_names)

@@ -108,7 +108,8 @@ class ShuffleSampler:
 class RepeatedSampler:
   """Repeated augmentation (MultiGrain, DeiT): each global batch holds ``repeats`` copies of
   ``global_batch / repeats`` images, consecutive, each copy augmented differently (its own
-  position); :func:`ghostnets_jax.data.sampler.repeated_augmentation_batches` decides the order."""
+  position); :func:`ghostnets_jax.data.sampler.repeated_augmentation_batches` decides the order
+  and sizes the epoch as MultiGrain's ``RASampler`` (``len_factor`` x the split's samples)."""
   num_records: int
   global_batch: int
   seed: int = 0
@@ -116,6 +117,7 @@ class RepeatedSampler:
   process_count: int = 1
   repeats: int = 3
   shuffle: bool = True
+  len_factor: float = 1.0
 
   def __post_init__(self):
     if self.global_batch % (self.process_count * self.repeats):
@@ -128,7 +130,8 @@ class RepeatedSampler:
     from ghostnets_jax.data.sampler import repeated_augmentation_batches
     return repeated_augmentation_batches(
         self.num_records, self.local, epoch, repeats=self.repeats, seed=self.seed,
-        process_index=self.process_index, process_count=self.process_count, shuffle=self.shuffle)
+        process_index=self.process_index, process_count=self.process_count, shuffle=self.shuffle,
+        len_factor=self.len_factor)
 
   def epoch_indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     b = self._batches(epoch)

@@ -217,6 +217,29 @@ def timm_augment(spec: str, size: int = 224, mean: Sequence[float] = IMAGENET_ME
   return lambda image, seed: fn(image, tf.cast(seed, tf.int64))
 
 
+@register_op('color_jitter')
+def color_jitter(brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
+                 hue: float = 0.0) -> Op:
+  """timm's ``--color-jitter`` (torchvision ``ColorJitter`` on the uint8 crop: the four
+  adjustments in random order, PIL semantics), :func:`ghostnets_jax.data.augment.color_jitter`."""
+  from ghostnets_jax.data import augment
+  augment.color_jitter_ranges(brightness, contrast, saturation, hue)   # validate now
+  return lambda image, seed: augment.color_jitter(image, tf.cast(seed, tf.int64), brightness,
+                                                  contrast, saturation, hue)
+
+
+def jitter_args(color_jitter: float | Sequence[float]) -> tuple[float, ...]:
+  """timm's ``color_jitter`` argument: a number ``x`` is ``(x, x, x)`` (no hue); a tuple of 3
+  or 4 is (brightness, contrast, saturation[, hue]); ``()`` is off."""
+  if isinstance(color_jitter, (int, float)):
+    return (float(color_jitter),) * 3 + (0.0,)
+  values = tuple(float(v) for v in color_jitter)
+  if len(values) not in (0, 3, 4):
+    raise ValueError(f'color_jitter must be a number or (brightness, contrast, saturation[, hue]), '
+                     f'got {color_jitter!r}.')
+  return values + (0.0,) * (4 - len(values)) if values else (0.0,) * 4
+
+
 @register_op('random_erasing')
 def random_erasing(probability: float, mode: str = 'pixel', min_count: int = 1,
                    max_count: int | None = None) -> Op:
@@ -229,16 +252,20 @@ def random_erasing(probability: float, mode: str = 'pixel', min_count: int = 1,
 
 def train_spec(size: int, *, scale: Sequence[float], ratio: Sequence[float], interpolation: str,
                hflip: float, mean: Sequence[float], std: Sequence[float], auto_augment: str = '',
-               reprob: float = 0.0, remode: str = 'pixel', recount: int = 1, ops: str = '',
-               post_ops: str = '') -> str:
+               color_jitter: float | Sequence[float] = 0.0, reprob: float = 0.0,
+               remode: str = 'pixel', recount: int = 1, ops: str = '', post_ops: str = '') -> str:
   """The training pipeline: crop, flip, RandAugment/AutoAugment (``auto_augment``, a timm
-  string), ``ops`` (more uint8 ops), normalise, random erasing (``reprob``), ``post_ops``."""
+  string) or else colour jitter (``color_jitter``, timm's rule: off under an ``--aa`` string),
+  ``ops`` (more uint8 ops), normalise, random erasing (``reprob``), ``post_ops``."""
   parts = [f'inception_crop({size}, scale={tuple(scale)}, ratio={tuple(ratio)}, '
            f'interpolation={interpolation!r})']
   if hflip > 0:
     parts.append(f'flip_lr({hflip})')
+  jitter = jitter_args(color_jitter)
   if auto_augment and auto_augment.lower() != 'none':
     parts.append(f'timm_augment({auto_augment!r}, {size}, {tuple(mean)})')
+  elif any(jitter):
+    parts.append(f'color_jitter{jitter}')
   parts += [ops, f'normalize({tuple(mean)}, {tuple(std)})']
   if reprob > 0:
     parts.append(f'random_erasing({reprob}, {remode!r}, max_count={recount})')

@@ -1,9 +1,14 @@
 """Command line: ``python -m ghostnets_jax.export {onnx,mindspore,lite} ...``.
 
-  onnx       NAME -> model.onnx (deploy form, dynamic batch), checked with onnx.checker and
+  onnx       MODEL -> model.onnx (deploy form, dynamic batch), checked with onnx.checker and
              onnxruntime vs JAX at batch 1 and 4
-  mindspore  NAME -> model.mindir + model.ckpt (fixed batch), MindSpore vs JAX, MINDIR loaded back
+  mindspore  MODEL -> model.mindir + model.ckpt (fixed batch), MindSpore vs JAX, MINDIR loaded back
   lite       model.onnx -> model.mindir with MindSpore Lite's converter_lite, where installed
+
+MODEL is --model NAME [--checkpoint FILE] (a PyTorch/MindSpore file, or random weights), or
+--checkpoint WORKDIR of a training run (local or gs://): the run names its model, its
+model_kwargs, classes and input size; --step best|latest|N and --weights auto|ema|raw pick the
+checkpoint (auto: what `main.py --mode=eval` evaluates).
 
 Exit status: 0 on success, 2 on bad input or a failed check (nothing is written then).
 """
@@ -15,9 +20,13 @@ from typing import Optional, Sequence
 
 
 def _model_args(p: argparse.ArgumentParser, out_example: str) -> None:
-  p.add_argument('--model', required=True, help='registry name, e.g. ghostnet_100')
-  p.add_argument('--checkpoint', help='weights: PyTorch .pth/.pt/.bin/.safetensors, MindSpore .ckpt '
-                 '(or an orbax directory once a loader is registered); random weights if omitted')
+  p.add_argument('--model', help='registry name, e.g. ghostnet_100 (optional with a run workdir as '
+                 '--checkpoint; then it must be the run\'s model)')
+  p.add_argument('--checkpoint', help='weights: the --workdir of a training run (local or gs://), a '
+                 'PyTorch .pth/.pt/.bin/.safetensors or a MindSpore .ckpt file; random weights if omitted')
+  p.add_argument('--step', default='latest', help="a run's checkpoint: latest (default), best or a step")
+  p.add_argument('--weights', choices=('auto', 'ema', 'raw'), default='auto',
+                 help="a run's weights: auto (default; EMA when the run evaluates EMA), ema or raw")
   p.add_argument('--no-deploy', dest='deploy', action='store_false',
                  help='export the training form instead of the re-parameterized one')
   p.add_argument('--layout', choices=('NCHW', 'NHWC'), default='NCHW', help='input layout (default NCHW)')
@@ -52,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
-  from ghostnets_jax.convert import CheckpointMismatchError
+  from ghostnets_jax import storage
+  from ghostnets_jax.convert import CheckpointMismatchError, CorruptCheckpointError
   from ghostnets_jax.export.onnx import ExportError
   from ghostnets_jax.export.rewrites import GraphRewriteError
   try:
@@ -64,16 +74,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f'{summary["rewrite_max_abs_diff"]:.2e})')
       return 0
     from ghostnets_jax.export import pipeline
+    if args.checkpoint:
+      storage.check_reachable(args.checkpoint, '--checkpoint')
     common = dict(checkpoint=args.checkpoint, deploy=args.deploy, layout=args.layout,
                   num_classes=args.num_classes, input_size=args.input_size,
-                  slice_as_conv=args.slice_as_conv)
+                  slice_as_conv=args.slice_as_conv, step=args.step, weights=args.weights)
     if args.command == 'onnx':
       report = pipeline.export_onnx_file(args.model, args.out, **common)
     else:
       report = pipeline.export_mindspore_file(args.model, args.out, batch_size=args.batch_size,
                                               ckpt=args.ckpt, **common)
-  except (ExportError, CheckpointMismatchError, GraphRewriteError, ValueError, FileNotFoundError,
-          NotImplementedError, ImportError) as e:
+  except (ExportError, CheckpointMismatchError, CorruptCheckpointError, GraphRewriteError,
+          ValueError, FileNotFoundError, NotImplementedError, ImportError, storage.StorageError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(report)

@@ -13,10 +13,9 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax
 
-from ghostnets_jax.layers.conv import Conv2d
 from ghostnets_jax.layers.conv_bn import ConvBN
 
-SHORTCUTS = (None, 'conv_bn', 'conv')
+SHORTCUTS = (None, 'conv_bn')
 
 
 class Bottleneck(nn.Module):
@@ -27,8 +26,7 @@ class Bottleneck(nn.Module):
     width: channels of the 3x3 conv.
     groups: groups of the 3x3 conv.
     shortcut: None for identity when the shape is kept and 1x1 conv + BN otherwise (torchvision's
-      ``downsample`` / RegNet's ``proj``); 'conv_bn' forces that projection; 'conv' is a bias-free
-      1x1 conv without BN (GhostNets_D).
+      ``downsample`` / RegNet's ``proj``); 'conv_bn' forces that projection.
     dilation: of the 3x3 conv. dilate: the block trades its stride for dilation (dilated
       backbones, ``output_stride < 32``): every conv runs with stride 1, the structure (the
       projection shortcut) stays that of ``strides``.
@@ -59,8 +57,6 @@ class Bottleneck(nn.Module):
       shortcut = 'conv_bn'
     if shortcut == 'conv_bn':
       x = ConvBN(self.features, 1, strides, name='downsample', **kw)(x, train)
-    elif shortcut == 'conv':
-      x = Conv2d(self.features, 1, strides, dtype=self.dtype, name='downsample')(x)
     return nn.relu(y + x)
 
 

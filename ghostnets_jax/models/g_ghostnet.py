@@ -1,9 +1,11 @@
-"""G-GhostNet: G-Ghost (GhostX) stages on RegNetX and ResNet, and GhostNets_D.
+"""G-GhostNet: G-Ghost (GhostX) stages on RegNetX and ResNet (GhostNets_D: ``ghostnet_d.py``).
 
 Paper: GhostNets on Heterogeneous Devices via Cheap Operations (Han et al., IJCV 2022),
 arXiv:2201.03297. Official code: https://github.com/huawei-noah/Efficient-AI-Backbones
-(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map);
-GhostNets_D: the MindSpore/Ascend ``ghostnet101`` of the seed (its model file is not public).
+(``g_ghost_pytorch/g_ghost_regnet.py``, whose parameter names :data:`G_GHOST_TORCH_RULES` map;
+all twelve widths of its table are registered, ``g_ghost_regnetx_002`` ... ``g_ghost_regnetx_320``,
+on the RegNetX hosts of ``models/regnet.py``, and the four with a released checkpoint carry its
+README's top-1: :data:`G_GHOST_CHECKPOINTS`).
 
 The stage itself is :class:`ghostnets_jax.layers.GGhostStage`; the networks are the
 :class:`~ghostnets_jax.models.resnet.ResNet` trunk with some stages replaced (``ghost_stages``).
@@ -39,12 +41,32 @@ def g_ghost_regnetx(cfg: str, **kwargs: Any) -> ResNet:
 _PAPER = dict(paper='GhostNets on Heterogeneous Devices via Cheap Operations (IJCV 2022)',
               paper_url='https://arxiv.org/abs/2201.03297', interpolation='bilinear')
 
+# The official README's released checkpoints (github.com/huawei-noah/Efficient-AI-Backbones,
+# g_ghost_pytorch/readme.md): file, params, FLOPs, ImageNet top-1 at 224.
+G_GHOST_CHECKPOINTS = {
+    'g_ghost_regnetx_032': ('g_ghost_regnet_3.2g_77.8.pth', '10.5M', '1.8B', 77.8),
+    'g_ghost_regnetx_040': ('g_ghost_regnet_4.0g_78.6.pth', '15.7M', '2.2B', 78.6),
+    'g_ghost_regnetx_080': ('g_ghost_regnet_8.0g_79.0.pth', '24.6M', '4.2B', 79.0),
+    'g_ghost_regnetx_160': ('g_ghost_regnet_16.0g_79.9.pth', '32.4M', '9.0B', 79.9),
+}
 
-@register_model('g_ghostnet', top1=77.8,
-                top1_source='official G-GhostNet README (g_ghost_regnet_3.2g_77.8.pth: 10.5M, 1.8B)',
-                **_PAPER)
-def g_ghost_regnetx_032(**kwargs: Any) -> ResNet:
-  return g_ghost_regnetx('regnetx_032', **kwargs)
+
+def _register(host: str) -> None:
+  name = f'g_ghost_{host}'
+
+  def build(**kwargs: Any) -> ResNet:
+    return g_ghost_regnetx(host, **kwargs)
+  build.__name__ = build.__qualname__ = name
+  build.__doc__ = f'G-Ghost {host} of the official code (the host is ``{host}``).'
+  cfg = {}
+  if name in G_GHOST_CHECKPOINTS:
+    file, params, flops, top1 = G_GHOST_CHECKPOINTS[name]
+    cfg = dict(top1=top1, top1_source=f'official G-GhostNet README ({file}: {params}, {flops})')
+  globals()[name] = register_model('g_ghostnet', **cfg, **_PAPER)(build)
+
+
+for _host in REGNETX_CFGS:  # the twelve widths of the official g_ghost_regnet.py
+  _register(_host)
 
 
 @register_model('g_ghostnet', **_PAPER)
@@ -54,23 +76,3 @@ def g_ghost_resnet50(**kwargs: Any) -> ResNet:
   No published checkpoint or accuracy for this exact layout was found (top-1 left unset).
   """
   return ResNet(**{'depths': (3, 4, 6, 3), 'ghost_stages': (0, 1, 2, 3), **kwargs})
-
-
-@register_model('g_ghostnet', top1=77.36,
-                top1_source='GhostNets_D MindSpore README (accuracy_top1 0.7736, 38,216.872K params)',
-                **_PAPER)
-def ghostnet_d_101(**kwargs: Any) -> ResNet:
-  """GhostNets_D: ResNet-101 with GhostX stages in their Ascend form (38,216,872 parameters).
-
-  The seed describes it but does not ship the model file; this reading reproduces its parameter
-  count exactly with a 1000-class head: torchvision ResNet-101 (7x7 stem, depths 3-4-23-3,
-  expansion-4 bottlenecks), every stage a G-Ghost stage with cheap ratio 0.5 (``raw = cheap =
-  out / 2``); the cheap half is a bias-free 1x1 conv without BN of the whole base output
-  (replacing the slice, "slicing introduces a larger latency on Davinci chips") and is also the
-  cheap op (identity after it); the first middle block's shortcut is a bias-free 1x1 conv
-  ``raw -> raw`` without BN (replacing the official ``LambdaLayer`` slice); middle blocks are
-  ``raw -> raw`` bottlenecks of width ``raw / 4``; the mix merges ``out + raw * (depth - 2)``
-  channels as in the official stage.
-  """
-  return ResNet(**{'depths': (3, 4, 23, 3), 'ghost_stages': (0, 1, 2, 3), 'slice_free': True,
-                   'cheap_op': 'identity', **kwargs})

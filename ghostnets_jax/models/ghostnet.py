@@ -242,15 +242,30 @@ def _zoo_block_index(m) -> str:
   return f'{m.group(1)}blocks.{offsets[int(m.group(2))] + int(m.group(3))}.'
 
 
-# MindSpore model zoo (mindspore-ai/models, research/cv/ghostnet/src/ghostnet.py, "1x"): a flat
-# ``blocks`` list (16 bottlenecks + the final ConvUnit), ConvUnit = ``conv`` + ``bn``, ``dw`` for
-# the strided depthwise conv, ``shortcut.0/1``, stem ``conv_stem`` + ``bn1``, 1x1-conv ``conv_head``.
-# Its channel rounding (ceil to 4) equals ours only at width 1.0, so the rules are for ghostnet_100.
-GHOSTNET_MINDSPORE_ZOO_RULES = register_mindspore_rules('ghostnet_100', TorchRules(rules=[
+# MindSpore naming schemes of GhostNet v1 (``from_mindspore`` picks the one a checkpoint uses).
+# 'model_zoo': mindspore-ai/models research/cv/ghostnet/src/ghostnet.py (``multiplier``; "1x"
+# published): a flat ``blocks`` list (16 bottlenecks + the final ConvUnit), ConvUnit = ``conv`` +
+# ``bn``, ``dw`` for the strided depthwise conv, ``shortcut.0/1``, stem ``conv_stem`` + ``bn1``,
+# 1x1-conv ``conv_head``. Its channel rounding (ceil to 4) gives our channel table at
+# multipliers 0.5 and 1.0 but not 1.3 (e.g. stem 24 vs 20), so it is declared for those two.
+GHOSTNET_MINDSPORE_ZOO_RULES = TorchRules(rules=[
     (r'(^|\.)blocks_(\d+)_(\d+)\.', _zoo_block_index),
     (r'^conv_stem\.conv\.', 'conv_stem.'), (r'^conv_stem\.bn\.', 'bn1.'),
     (r'\.conv_dw\.', '.dw.'), (r'\.shortcut_dw\.', '.shortcut.0.'), (r'\.shortcut_pw\.', '.shortcut.1.'),
-]))
+])
+# 'mindcv': mindcv 0.3.0 ``mindcv/models/ghostnet.py`` (``ghostnet_050/100/130``, published
+# ``.ckpt`` files): timm's names except the final ConvBnAct, a ``features`` SequentialCell.
+GHOSTNET_MINDCV_RULES = TorchRules(rules=[
+    *GHOSTNET_TORCH_RULES.rules,
+    (r'^blocks\.9\.0\.conv\.', 'blocks.9.features.0.'),
+    (r'^blocks\.9\.0\.bn1\.', 'blocks.9.features.1.'),
+])
+for _name in ('ghostnet_050', 'ghostnet_100', 'ghostnet_130'):
+  register_mindspore_rules(_name, GHOSTNET_MINDCV_RULES, scheme='mindcv',
+                           source='mindcv 0.3.0, mindcv/models/ghostnet.py')
+for _name in ('ghostnet_050', 'ghostnet_100'):
+  register_mindspore_rules(_name, GHOSTNET_MINDSPORE_ZOO_RULES, scheme='model_zoo',
+                           source='MindSpore model zoo, research/cv/ghostnet/src/ghostnet.py')
 
 
 def _create(width: float, version: str = 'v1', **kwargs: Any) -> GhostNet:

@@ -18,6 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ghostnets_jax.convert.mindspore import register_mindspore_rules
 from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, register_torch_rules
 from ghostnets_jax.layers import GeM, check_images, l2_normalize
 from ghostnets_jax.models import resnet  # noqa: F401  (the default trunk and its torch rules)
@@ -106,6 +107,15 @@ def _trunk_key(m: re.Match) -> str:
 
 MULTIGRAIN_TORCH_RULES = register_torch_rules(
     'multigrain', TorchRules(rules=[(r'^features\.(.*)$', _trunk_key)]))
+
+# MindSpore MultiGrain on ResNet-50 (MCH1997/multigrain ``src/resnet.py``, Ascend/GPU, THOR):
+# the MindSpore model zoo ResNet's cells, ``conv1``/``bn1``, ``layerN.K.conv1..3``/``bn1..3``,
+# ``down_sample_layer.0/1`` for the projection, the classifier ``end_point``; GeM's p is a float.
+MULTIGRAIN_MINDSPORE_RULES = register_mindspore_rules('multigrain_resnet50', TorchRules(rules=[
+    *MULTIGRAIN_TORCH_RULES.rules,
+    (r'^features\.', ''), (r'\.downsample\.', '.down_sample_layer.'),
+    (r'^classifier\.', 'end_point.'),
+], head_key='end_point.weight'), scheme='model_zoo', source='MCH1997/multigrain, src/resnet.py')
 
 
 @register_model('multigrain', top1=77.4,

@@ -7,7 +7,8 @@ Papers:
 Reference: torchvision ``resnet50`` / ``resnet101`` (same parameter names after conversion).
 
 :class:`ResNet` is stem -> four stages of :class:`~ghostnets_jax.layers.Bottleneck` -> head. Any
-stage may instead be a G-Ghost stage (``ghost_stages``, see ``models/g_ghostnet.py``). The head
+stage may instead be a G-Ghost stage (``ghost_stages``, see ``models/g_ghostnet.py``) or a
+GhostX stage of GhostNets_D (``ghost_form='vega'``, see ``models/ghostnet_d.py``). The head
 is ``forward_head`` (global average pool -> dropout -> ``fc``); ``num_classes=0`` returns pooled
 features, ``global_pool=''`` the last feature map (a trunk for MultiGrain's GeM). As a
 :class:`~ghostnets_jax.models.backbone.Backbone`, ``method='features'`` gives the stem conv
@@ -23,10 +24,12 @@ import jax
 import jax.numpy as jnp
 
 from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
-from ghostnets_jax.layers import (RESNET_BLOCK, BlockSpec, ConvBN, GGhostStage, check_images,
-                                  global_avg_pool, max_pool_3x3_s2)
+from ghostnets_jax.layers import (RESNET_BLOCK, BlockSpec, ConvBN, GGhostStage, GhostXStage,
+                                  check_images, global_avg_pool, max_pool_3x3_s2)
 from ghostnets_jax.models.backbone import Backbone
 from ghostnets_jax.registry import register_model
+
+GHOST_FORMS = ('official', 'vega')
 
 
 class ResNet(Backbone):
@@ -37,8 +40,9 @@ class ResNet(Backbone):
     block: the residual block (:data:`RESNET_BLOCK`: expansion 4; RegNetX: expansion 1, grouped).
     strides: stride of each stage's first block.
     stem_width, stem_kernel, stem_pool: stem conv (+BN+ReLU) and whether a 3x3/2 max pool follows.
-    ghost_stages: indices of the stages built as G-Ghost stages (:class:`GGhostStage`), with
-      ``cheap_ratio``, ``cheap_op`` and ``slice_free`` (GhostNets_D) passed to them.
+    ghost_stages: indices of the stages built as G-Ghost stages, with ``cheap_ratio`` (and
+      ``cheap_op``) passed to them. ghost_form: 'official' (:class:`GGhostStage`, the official
+      G-GhostNet code) or 'vega' (:class:`GhostXStage`, GhostNets_D as Huawei's Vega wires it).
     drop_rate: dropout before ``fc``. num_classes: 0 returns the pooled features.
     global_pool: 'avg', or '' to return the final NHWC feature map (no pooling, no head), as
       trunks with their own pooling need (MultiGrain's GeM).
@@ -55,7 +59,7 @@ class ResNet(Backbone):
   ghost_stages: Sequence[int] = ()
   cheap_ratio: float = 0.5
   cheap_op: str = 'conv1x1'
-  slice_free: bool = False
+  ghost_form: str = 'official'
   num_classes: int = 1000
   in_chans: int = 3
   drop_rate: float = 0.0
@@ -79,6 +83,8 @@ class ResNet(Backbone):
     check_images(x, self.in_chans, type(self).__name__)
     if self.global_pool not in ('avg', ''):
       raise ValueError(f"global_pool must be 'avg' or '' (no pooling), got {self.global_pool!r}.")
+    if self.ghost_form not in GHOST_FORMS:
+      raise ValueError(f'ghost_form must be one of {GHOST_FORMS}, got {self.ghost_form!r}.')
     if len({len(self.depths), len(self.widths), len(self.strides)}) != 1:
       raise ValueError(f'depths {tuple(self.depths)}, widths {tuple(self.widths)} and strides '
                        f'{tuple(self.strides)} must have one entry per stage.')
@@ -95,9 +101,14 @@ class ResNet(Backbone):
     for i, (depth, width, stride) in enumerate(zip(self.depths, self.widths, self.strides)):
       if i in self.ghost_stages:
         dilation, dilate = plan.downsample(stride)
-        x = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, self.cheap_op,
-                        self.slice_free, dilation=dilation, dilate=dilate, name=f'layer{i + 1}',
-                        **kw)(x, train)
+        if self.ghost_form == 'vega':
+          stage = GhostXStage(width, depth, self.block, stride, self.cheap_ratio, **kw,
+                              dilation=dilation, dilate=dilate, name=f'layer{i + 1}')
+        else:
+          stage = GGhostStage(width, depth, self.block, stride, self.cheap_ratio, **kw,
+                              cheap_op=self.cheap_op, dilation=dilation, dilate=dilate,
+                              name=f'layer{i + 1}')
+        x = stage(x, train)
       else:
         for k in range(depth):
           s = stride if k == 0 else 1
@@ -114,7 +125,6 @@ class ResNet(Backbone):
 BOTTLENECK_TORCH_RULES = [
     (r'\.conv(\d)\.conv\.', r'.conv\1.'), (r'\.conv(\d)\.bn\.', r'.bn\1.'),
     (r'\.downsample\.conv\.', '.downsample.0.'), (r'\.downsample\.bn\.', '.downsample.1.'),
-    (r'\.downsample\.weight$', '.downsample.0.weight'),  # bias-free conv shortcut, no BN
 ]
 STEM_TORCH_RULES = [(r'^stem\.conv\.', 'conv1.'), (r'^stem\.bn\.', 'bn1.'),
                     (r'^layer(\d+)_(\d+)\.', r'layer\1.\2.')]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from ghostnets_jax.convert.mindspore import register_mindspore_rules
 from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
 from ghostnets_jax.models.ghostnet import GhostNet
 from ghostnets_jax.registry import register_model
@@ -58,6 +59,9 @@ S_GHOSTNET_TORCH_RULES = register_torch_rules('s_ghostnet', TorchRules(rules=[
     (r'\.shortcut_dw\.', '.shortcut.0.'), (r'\.shortcut_pw\.', '.shortcut.1.'),
     (r'^blocks\.6\.0\.', 'blocks.6.'),  # the final 1x1 ConvBnAct is a stage of its own
 ]))
+# The same names are the MindSpore cell paths of big_net.py (BN leaves renamed by from_mindspore).
+register_mindspore_rules('s_ghostnet', S_GHOSTNET_TORCH_RULES, scheme='model_zoo',
+                         source='MindSpore model zoo, research/cv/S-GhostNet/src/big_net.py')
 
 _PAPER = dict(paper='Greedy Network Enlarging (S-GhostNet, 2021)',
               paper_url='https://arxiv.org/abs/2108.00177',

@@ -17,16 +17,36 @@ from ghostnets_jax.convert import from_torch
 from ghostnets_jax.registry import get_spec
 
 
-def _g_ghost_regnetx_032(num_classes: int) -> torch.nn.Module:
-  from ghostnets_jax.reference_torch.g_ghost import GGhostRegNet
-  return GGhostRegNet([2, 6, 15, 2], [96, 192, 432, 1008], 48, num_classes=num_classes)
-
-
-def _g_ghost_resnet(depths: tuple[int, ...], variant: str) -> Callable[[int], torch.nn.Module]:
+def _g_ghost_regnetx(tag: str) -> Callable[[int], torch.nn.Module]:
   def build(num_classes: int) -> torch.nn.Module:
-    from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
-    return GGhostResNet(list(depths), num_classes=num_classes, variant=variant)
+    from ghostnets_jax.reference_torch.g_ghost import g_ghost_regnetx
+    return g_ghost_regnetx(tag, num_classes=num_classes)
   return build
+
+
+def _torchvision_regnetx(tag: str) -> Callable[[int], torch.nn.Module]:
+  """torchvision's ``RegNet`` class with the stages of the official G-GhostNet table (pycls's
+  RegNetX), for the widths torchvision has no named model of; a group width above a stage's
+  width becomes that width (one group), as in pycls and the official code."""
+  def build(num_classes: int) -> torch.nn.Module:
+    from torchvision.models.regnet import BlockParams, RegNet
+    from ghostnets_jax.reference_torch.g_ghost import OFFICIAL_WIDTHS
+    depths, widths, group_width = OFFICIAL_WIDTHS[tag]
+    params = BlockParams(depths=depths, widths=widths,
+                         group_widths=[min(group_width, w) for w in widths],
+                         bottleneck_multipliers=[1.0] * 4, strides=[2] * 4)
+    return RegNet(params, num_classes=num_classes)
+  return build
+
+
+def _g_ghost_resnet50(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.g_ghost import GGhostResNet
+  return GGhostResNet([3, 4, 6, 3], num_classes=num_classes)
+
+
+def _ghostnet_d_101(num_classes: int) -> torch.nn.Module:
+  from ghostnets_jax.reference_torch.ghostnet_d import GhostNetD
+  return GhostNetD(num_classes=num_classes)
 
 
 def _s_ghostnet(name: str) -> Callable[[int], torch.nn.Module]:
@@ -41,11 +61,13 @@ def _multigrain(num_classes: int) -> torch.nn.Module:
   return TorchMultiGrain(3.0, num_classes=num_classes, learn_p=False)  # the registry default
 
 
+_G_GHOST_TAGS = ('002', '004', '006', '008', '016', '032', '040', '064', '080', '120', '160', '320')
 # Models without a timm / torchvision counterpart: name -> builder(num_classes).
 OWN_REFERENCES: dict[str, Callable[[int], torch.nn.Module]] = {
-    'g_ghost_regnetx_032': _g_ghost_regnetx_032,
-    'g_ghost_resnet50': _g_ghost_resnet((3, 4, 6, 3), 'official'),
-    'ghostnet_d_101': _g_ghost_resnet((3, 4, 23, 3), 'ghostnet_d'),
+    **{f'g_ghost_regnetx_{t}': _g_ghost_regnetx(t) for t in _G_GHOST_TAGS},
+    **{f'regnetx_{t}': _torchvision_regnetx(t) for t in ('002', '004', '006', '040', '064', '120')},
+    'g_ghost_resnet50': _g_ghost_resnet50,
+    'ghostnet_d_101': _ghostnet_d_101,
     's_ghostnet_b1': _s_ghostnet('s_ghostnet_b1'),
     's_ghostnet_b4': _s_ghostnet('s_ghostnet_b4'),
     'multigrain_resnet50': _multigrain,

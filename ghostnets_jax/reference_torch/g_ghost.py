@@ -1,4 +1,4 @@
-"""Independent PyTorch reference of the G-Ghost stage, G-Ghost RegNetX and GhostNets_D.
+"""Independent PyTorch reference of the G-Ghost stage and G-Ghost RegNetX.
 
 Used by the parity tests and, with our converted weights, as the PyTorch side of the
 benchmarks for the models timm and torchvision lack. Written from the G-GhostNet paper's
@@ -55,15 +55,11 @@ class Slice(nn.Module):
 class Stage(nn.Module):
   """G-Ghost stage. ``make_block(cin, cout, stride, downsample, middle)`` builds a host block.
 
-  ``variant='official'``: channel slicing, cheap op ``cheap`` (1x1 conv + BN, ``'identity'``,
-  ``'dw3'``, ``'dw5'``). ``variant='ghostnet_d'``: the cheap features are a bias-free 1x1 conv
-  (no BN) ``cheap_split`` of the whole base output instead of a slice (then the cheap op,
-  identity in GhostNets_D), and the first middle block's shortcut is a bias-free 1x1 conv (no
-  BN) instead of the slicing ``LambdaLayer``.
+  Channel slicing as the official code; cheap op ``cheap`` (1x1 conv + BN, ``'identity'``,
+  ``'dw3'``, ``'dw5'``).
   """
 
-  def __init__(self, make_block, inplanes, planes, blocks, stride, raw_planes, cheap='conv1x1',
-               variant='official'):
+  def __init__(self, make_block, inplanes, planes, blocks, stride, raw_planes, cheap='conv1x1'):
     super().__init__()
     downsample = None
     if stride != 1 or inplanes != planes:  # restored: `self.inplanes` in the capture
@@ -72,7 +68,6 @@ class Stage(nn.Module):
     self.end = make_block(planes, planes, 1, None, False)
     self.raw_planes = raw_planes
     cheap_planes = planes - raw_planes
-    self.variant = variant
     self.merge = nn.Sequential(
         nn.AdaptiveAvgPool2d(1), conv1x1(planes + raw_planes * (blocks - 2), cheap_planes),
         nn.BatchNorm2d(cheap_planes), nn.ReLU(), conv1x1(cheap_planes, cheap_planes),
@@ -86,11 +81,7 @@ class Stage(nn.Module):
       self.cheap = nn.Sequential(
           nn.Conv2d(cheap_planes, cheap_planes, k, 1, k // 2, groups=cheap_planes, bias=False),
           nn.BatchNorm2d(cheap_planes))
-    if variant == 'ghostnet_d':
-      self.cheap_split = conv1x1(planes, cheap_planes)
-      first_shortcut = nn.Sequential(conv1x1(raw_planes, raw_planes))
-    else:
-      first_shortcut = nn.Sequential(Slice(raw_planes))
+    first_shortcut = nn.Sequential(Slice(raw_planes))
     layers = [make_block(raw_planes, raw_planes, 1, first_shortcut, True)]
     for _ in range(2, blocks - 1):
       layers.append(make_block(raw_planes, raw_planes, 1, None, True))
@@ -104,7 +95,7 @@ class Stage(nn.Module):
       e = layer(e)
       m_list.append(e)  # restored: lost in the capture
     m = self.merge(torch.cat(m_list, 1))
-    c = self.cheap_split(x0) if self.variant == 'ghostnet_d' else x0[:, self.raw_planes:]
+    c = x0[:, self.raw_planes:]
     c = self.cheap(c)
     c = torch.relu(c + m)
     return self.end(torch.cat((e, c), 1))
@@ -153,9 +144,8 @@ class GGhostRegNet(nn.Module):
 class GGhostResNet(nn.Module):
   """ResNet (torchvision Bottleneck, 7x7 stem) with every stage a G-Ghost stage."""
 
-  def __init__(self, layers, widths=(256, 512, 1024, 2048), num_classes=1000, variant='official',
-               cheap='conv1x1', cheap_ratio=0.5):
-    cheap = 'identity' if variant == 'ghostnet_d' else cheap
+  def __init__(self, layers, widths=(256, 512, 1024, 2048), num_classes=1000, cheap='conv1x1',
+               cheap_ratio=0.5):
     super().__init__()
     self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
     self.bn1 = nn.BatchNorm2d(64)
@@ -167,7 +157,7 @@ class GGhostResNet(nn.Module):
     inplanes = 64
     for i, (n, out) in enumerate(zip(layers, widths)):
       raw = int(out * (1 - cheap_ratio) / 4) * 4
-      layer = Stage(make_block, inplanes, out, n, 1 if i == 0 else 2, raw, cheap, variant)
+      layer = Stage(make_block, inplanes, out, n, 1 if i == 0 else 2, raw, cheap)
       setattr(self, f'layer{i + 1}', layer)
       inplanes = out
     self.fc = nn.Linear(inplanes, num_classes)
@@ -177,6 +167,30 @@ class GGhostResNet(nn.Module):
     for i in range(1, 5):
       x = getattr(self, f'layer{i}')(x)
     return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+# (layers, widths, group_width) of g_ghost_regnetx_{tag} in the official g_ghost_regnet.py
+# (github.com/huawei-noah/Efficient-AI-Backbones, g_ghost_pytorch).
+OFFICIAL_WIDTHS = {
+    '002': ([1, 1, 4, 7], [24, 56, 152, 368], 8),
+    '004': ([1, 2, 7, 12], [32, 64, 160, 384], 16),
+    '006': ([1, 3, 5, 7], [48, 96, 240, 528], 24),
+    '008': ([1, 3, 7, 5], [64, 128, 288, 672], 16),
+    '016': ([2, 4, 10, 2], [72, 168, 408, 912], 24),
+    '032': ([2, 6, 15, 2], [96, 192, 432, 1008], 48),
+    '040': ([2, 5, 14, 2], [80, 240, 560, 1360], 40),
+    '064': ([2, 4, 10, 1], [168, 392, 784, 1624], 56),
+    '080': ([2, 5, 15, 1], [80, 240, 720, 1920], 120),
+    '120': ([2, 5, 11, 1], [224, 448, 896, 2240], 112),
+    '160': ([2, 6, 13, 1], [256, 512, 896, 2048], 128),
+    '320': ([2, 7, 13, 1], [336, 672, 1344, 2520], 168),
+}
+
+
+def g_ghost_regnetx(tag: str, num_classes: int = 1000, ghost: bool = True) -> GGhostRegNet:
+  """``g_ghost_regnetx_{tag}`` of the official code (``ghost=False``: its plain RegNetX host)."""
+  layers, widths, group_width = OFFICIAL_WIDTHS[tag]
+  return GGhostRegNet(layers, widths, group_width, num_classes=num_classes, ghost=ghost)
 
 
 def n_params(model: nn.Module) -> int:

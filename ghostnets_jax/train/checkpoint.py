@@ -13,85 +13,30 @@ renaming its temporary directory).
 Restores build their target from the *current* mesh, so a checkpoint written on 8 devices (or a
 GPU/TPU) restores on 1 CPU device, or onto another mesh.
 
-:func:`restore_variables` reads only the weights of a run (a run directory, its ``checkpoints``
-directory or one step's directory), with no config or mesh; importing this module registers it
-with :func:`ghostnets_jax.convert.load_checkpoint`, so an orbax run directory loads like a
-PyTorch or MindSpore file.
+The directory may be local or in a bucket (``gs://``): every file operation goes through
+``etils.epath`` (:mod:`ghostnets_jax.storage`). Reading a run without the training code (its
+weights, its model) is :mod:`ghostnets_jax.convert.orbax_run`.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any, Optional, Union
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
-import tensorstore as ts
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from ghostnets_jax.convert import CheckpointFormat, register_checkpoint_format
+from ghostnets_jax import storage
+from ghostnets_jax.convert.orbax_run import (BEST_METRIC, CHECKSUM_KEY, CorruptCheckpointError,
+                                             check_arrays_readable, check_fingerprint,
+                                             fingerprint, is_run_checkpoint, pick_step,
+                                             restore_variables, short_error)
 from ghostnets_jax.train.state import TrainState
 
-BEST_METRIC = 'top1'
-CHECKSUM_KEY = '_checksum'   # in the JSON item: the state's fingerprint at save time
-
-
-class CorruptCheckpointError(RuntimeError):
-  """A checkpoint that cannot be read, or whose contents differ from what was saved."""
-
-
-def _leaf_fingerprint(x: jax.Array) -> jax.Array:
-  bits = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}.get(x.dtype.itemsize)
-  u = (jax.lax.bitcast_convert_type(x, bits) if bits and x.dtype != jnp.bool_ else x)
-  u = u.astype(jnp.uint32).reshape(-1)
-  w = jnp.arange(u.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)   # position-weighted
-  return jnp.stack([jnp.sum(u, dtype=jnp.uint32), jnp.sum(u * w, dtype=jnp.uint32)])
-
-
-def fingerprint(tree: Any) -> dict[str, list[int]]:
-  """``{leaf path: [sum, weighted sum]}`` of the bits of every leaf (wrapping uint32), on device:
-  any changed bit or moved block of a leaf changes it."""
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  if not leaves:
-    return {}
-  paths, arrays = zip(*leaves)
-  out_sharding = None
-  sh = getattr(arrays[0], 'sharding', None)
-  if isinstance(sh, jax.sharding.NamedSharding):   # replicated: readable on every process
-    out_sharding = jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec())
-  fn = jax.jit(lambda xs: jnp.stack([_leaf_fingerprint(x) for x in xs]), out_shardings=out_sharding)
-  sums = np.asarray(fn(list(arrays)))
-  return {jax.tree_util.keystr(p): [int(a), int(b)] for p, (a, b) in zip(paths, sums)}
-
-
-def check_arrays_readable(state_dir: str) -> int:
-  """Opens and reads every array of an orbax OCDBT item directory, one at a time, with blocking
-  tensorstore calls (no asyncio, no Python callbacks); returns how many. Raises what tensorstore
-  raises for a truncated, emptied or garbled file. A directory with no OCDBT manifest is left to
-  orbax (0)."""
-  if not os.path.exists(os.path.join(state_dir, 'manifest.ocdbt')):
-    return 0
-  base = state_dir if '://' in state_dir else f'file://{os.path.abspath(state_dir)}/'
-  context = ts.Context()
-  kvstore = ts.KvStore.open({'driver': 'ocdbt', 'base': base}, context=context).result()
-  drivers = {'.zarray': 'zarr', 'zarr.json': 'zarr3'}
-  n = 0
-  for key in sorted(k.decode() for k in kvstore.list().result()):
-    path, _, name = key.rpartition('/')
-    if name in drivers:
-      kv = {'driver': 'ocdbt', 'base': base, 'path': path + '/'}
-      array = ts.open({'driver': drivers[name], 'kvstore': kv}, read=True, context=context).result()
-      array.read().result()
-      n += 1
-  return n
-
-
-def _short(e: Exception) -> str:
-  return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
+__all__ = ['BEST_METRIC', 'Checkpointer', 'CorruptCheckpointError', 'check_arrays_readable',
+           'fingerprint', 'is_run_checkpoint', 'restore_variables']
 
 
 def _metric(metrics: dict) -> float:
@@ -109,7 +54,7 @@ class Checkpointer:
 
   def __init__(self, directory: str, *, keep: int = 3, keep_best: int = 1,
                async_save: bool = True, read_only: bool = False):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.path(directory)
     policies = [ocm.LatestN(n=keep)]
     if keep_best:
       policies.append(ocm.BestN(get_metric_fn=_metric, reverse=False, n=keep_best,
@@ -127,22 +72,23 @@ class Checkpointer:
     """Steps whose small JSON files (orbax's metadata, our metrics) do not parse stop orbax from
     even listing the directory: move them to ``<step>.corrupt`` when another step is readable;
     raise, changing nothing, when none is (or read-only)."""
-    if not os.path.isdir(self.directory):
+    if not self.directory.is_dir():
       return
     bad, good = [], 0
-    for d in sorted((d for d in os.listdir(self.directory) if d.isdigit()), key=int):
+    steps = [d for d in self.directory.iterdir() if d.name.isdigit()]
+    for d in sorted(steps, key=lambda d: int(d.name)):
       reason = None
-      for f in ('_CHECKPOINT_METADATA', os.path.join('metrics', 'metrics')):
-        path = os.path.join(self.directory, d, f)
-        if os.path.exists(path):
+      for f in ('_CHECKPOINT_METADATA', 'metrics/metrics'):
+        path = d / f
+        if path.exists():
+          text = path.read_bytes()
           try:
-            with open(path) as fh:
-              json.load(fh)
+            json.loads(text)
           except ValueError as e:
-            reason = f'{f} is not valid JSON ({e}; {os.path.getsize(path)} bytes)'
+            reason = f'{f} is not valid JSON ({e}; {len(text)} bytes)'
             break
       if reason:
-        bad.append((d, reason))
+        bad.append((d.name, reason))
       else:
         good += 1
     if not bad:
@@ -181,56 +127,34 @@ class Checkpointer:
 
   def resolve(self, which: Union[str, int]) -> int:
     """'latest', 'best' or a step number -> an existing step (clear error otherwise)."""
-    steps = self.all_steps()
-    if not steps:
-      raise FileNotFoundError(f'no checkpoint in {self.directory}')
-    if which == 'latest':
-      return self.latest_step()
-    if which == 'best':
-      best = self.best_step()
-      if best is None:
-        raise FileNotFoundError(f'no checkpoint in {self.directory} has eval metrics (run '
-                                'with --mode=train_and_eval to track the best); steps: '
-                                f'{steps}')
-      return best
-    step = int(which)
-    if step not in steps:
-      raise FileNotFoundError(f'no checkpoint for step {step} in {self.directory}; steps: {steps}')
-    return step
+    return pick_step(self.directory, which,
+                     {s: self._metrics(s) or {} for s in self.all_steps()})
 
-  def step_dir(self, step: int) -> str:
-    return os.path.join(self.directory, str(step))
+  def step_dir(self, step: int):
+    return self.directory / str(step)
 
   def _set_aside(self, step: int, why: str) -> None:
     """Renames a damaged step directory to ``<step>.corrupt`` (orbax ignores it; kept, not deleted)."""
     src = self.step_dir(step)
-    dst = f'{src}.corrupt'
-    if os.path.exists(dst):
-      dst = f'{dst}-{int(time.time())}'
+    dst = src.parent / f'{src.name}.corrupt'
+    if dst.exists():
+      dst = src.parent / f'{dst.name}-{int(time.time())}'
     logging.warning('checkpoint %s %s; moved it to %s (kept for inspection)', src, why, dst)
-    os.rename(src, dst)
+    src.rename(dst)
 
   def _restore_step(self, step: int, abstract: TrainState, shardings: TrainState
                     ) -> tuple[TrainState, dict]:
     """Restores one step and checks it against its fingerprint; CorruptCheckpointError if not."""
     what = self.step_dir(step)
     try:
-      check_arrays_readable(os.path.join(what, 'state'))
+      check_arrays_readable(what / 'state')
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(_abstract(abstract, shardings)),
           data=ocp.args.JsonRestore()))
       state, data = out['state'], dict(out['data'])
     except Exception as e:   # orbax/tensorstore/json raise many types for a damaged directory
-      raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({_short(e)})') from e
-    want = data.pop(CHECKSUM_KEY, None)
-    if want is not None:
-      got = fingerprint(state)
-      bad = [k for k in want if got.get(k) != want[k]] or sorted(set(got) ^ set(want))
-      if bad:
-        raise CorruptCheckpointError(
-            f'checkpoint {what} does not match the fingerprint written when it was saved: '
-            f'{len(bad)} arrays differ, first {bad[0]} (the files were changed or damaged '
-            'after the save)')
+      raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({short_error(e)})') from e
+    check_fingerprint(str(what), state, data.pop(CHECKSUM_KEY, None))
     return state, data
 
   def restore(self, which: Union[str, int], abstract: TrainState, shardings: TrainState,
@@ -275,52 +199,3 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
-
-
-def _is_step_dir(path: str) -> bool:
-  return os.path.isdir(os.path.join(path, 'state'))
-
-
-def is_run_checkpoint(path: str) -> bool:
-  """A run directory (holding ``checkpoints/``), a ``checkpoints`` directory with saved steps,
-  or one saved step (holding ``state/``)."""
-  if not os.path.isdir(path):
-    return False
-  if os.path.isdir(os.path.join(path, 'checkpoints')) or _is_step_dir(path):
-    return True
-  return any(d.isdigit() and _is_step_dir(os.path.join(path, d)) for d in os.listdir(path))
-
-
-def restore_variables(path: str, which: Union[str, int] = 'latest', use_ema: bool = False) -> dict:
-  """``{'params', 'batch_stats'}`` (host numpy) of a run's checkpoint, without its config.
-
-  ``path``: the run's workdir, its ``checkpoints`` directory (``which``: 'latest', 'best' or a
-  step), or one step's directory (``which`` ignored).
-  """
-  if _is_step_dir(path):
-    state_dir, what = os.path.join(path, 'state'), path
-  else:
-    ckpt_dir = os.path.join(path, 'checkpoints')
-    ckpt = Checkpointer(ckpt_dir if os.path.isdir(ckpt_dir) else path, read_only=True,
-                        async_save=False)
-    step = ckpt.resolve(which)
-    state_dir, what = os.path.join(ckpt.directory, str(step), 'state'), f'{path} step {step}'
-    ckpt.close()
-  try:
-    check_arrays_readable(state_dir)
-    tree = ocp.StandardCheckpointer().restore(os.path.abspath(state_dir))
-  except Exception as e:   # orbax/tensorstore raise many types for a damaged directory
-    raise CorruptCheckpointError(f'checkpoint {what} cannot be read ({_short(e)})') from e
-  if use_ema and not tree.get('ema'):
-    raise ValueError(f'{what} has no EMA weights (its run had ema.decay = 0); set use_ema False.')
-  src = tree['ema'] if use_ema else tree
-  return {'params': src['params'], 'batch_stats': src.get('batch_stats', {})}
-
-
-def _load_run(name: str, path: str, *, step: Union[str, int] = 'latest', use_ema: bool = False,
-              **unused) -> dict:
-  del name, unused   # the run's own model: module overrides are already in its shapes
-  return restore_variables(path, step, use_ema)
-
-
-register_checkpoint_format(CheckpointFormat('orbax-run', is_run_checkpoint, _load_run))

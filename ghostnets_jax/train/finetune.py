@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Optional
 
 import ml_collections
+
+from ghostnets_jax import storage
 
 FREEZE = ('none', 'trunk')
 
@@ -59,7 +60,7 @@ def _init_path(config: ml_collections.ConfigDict) -> Optional[tuple[str, str]]:
                      'PyTorch .pth/.pt/.bin/.safetensors file, a MindSpore .ckpt file, or the '
                      'workdir of a ghostnets_jax run>.')
   for field, path in paths.items():
-    if not os.path.exists(path):
+    if not storage.path(path).exists():
       raise FileNotFoundError(f'config.init.{field}: not found: {path}')
   return next(iter(paths.items()), None)
 
@@ -73,7 +74,7 @@ def pretrained_variables(config: ml_collections.ConfigDict) -> Optional[tuple[di
     return None
   field, path = found
   i = config.init
-  if os.path.isdir(path) and field != 'torch_checkpoint':
+  if storage.path(path).is_dir() and field != 'torch_checkpoint':
     if not is_run_checkpoint(path):
       raise FileNotFoundError(f'config.init.{field}: {path} holds no ghostnets_jax checkpoint (a '
                               'run workdir, its checkpoints/ directory or a step directory).')

@@ -20,21 +20,56 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 AXES = ('data', 'fsdp')
 
 
-def initialize_distributed(config: ml_collections.ConfigDict) -> None:
-  """``jax.distributed.initialize`` when ``config.distributed.initialize`` says so.
+INITIALIZE = ('auto', 'always', 'never')
 
-  None (auto): on TPU pods and under SLURM / Open MPI / JAX_COORDINATOR_ADDRESS (JAX detects
-  the cluster); True: always (with the coordinator/process flags of ``config.distributed``);
-  False: single process.
+
+def detect_cluster() -> Optional[tuple[str, Optional[int]]]:
+  """``(environment, expected process count or None)`` of the cluster JAX's own detection finds
+  (Cloud TPU VM/pod via its metadata, GKE TPU, SLURM, Open MPI, Kubernetes), or None outside
+  one (a laptop, a single GPU box)."""
+  try:
+    from jax._src.clusters import ClusterEnv   # JAX's detection (what initialize() uses)
+  except ImportError:   # a JAX without it: only the explicit variables below
+    return None
+  for env in ClusterEnv._cluster_types:   # pylint: disable=protected-access
+    if getattr(env, 'opt_in_only_method', False):
+      continue
+    try:
+      if not env.is_env_present():
+        continue
+    except Exception:   # a half-configured environment: not this one
+      continue
+    try:
+      count = int(env.get_process_count())
+    except Exception:   # present, but the count needs the coordinator: assume several
+      count = None
+    return env.__name__, count
+  return None
+
+
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """``jax.distributed.initialize`` as ``config.distributed.initialize`` says.
+
+  'auto': whenever more than one process is expected: a cluster JAX detects (Cloud TPU pod
+  workers through the TPU metadata server, GKE, SLURM, Open MPI) with more than one process,
+  ``JAX_COORDINATOR_ADDRESS`` in the environment, or ``distributed.coordinator_address`` set;
+  otherwise one process (a laptop, a single TPU VM host or GPU box). 'always': initialize (with
+  the coordinator/process fields of ``config.distributed``, auto-detected where unset).
+  'never': one process.
   """
   d = config.distributed
   mode = d.initialize
-  if mode is None:
-    env = ('SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE', 'JAX_COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
-           'MEGASCALE_COORDINATOR_ADDRESS')
-    mode = bool(d.coordinator_address) or any(os.environ.get(k) for k in env)
-  if not mode:
+  if mode not in INITIALIZE:
+    raise ValueError(f'config.distributed.initialize must be one of {INITIALIZE}, got {mode!r}.')
+  if mode == 'never':
     return
+  if mode == 'auto':
+    cluster = detect_cluster()
+    explicit = bool(d.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'))
+    if not explicit and (cluster is None or cluster[1] == 1):
+      return
+    logging.info('distributed: %s', f'{cluster[0]} ({cluster[1] or "?"} processes)' if cluster
+                 else 'coordinator address given')
   kwargs = {k: d[k] for k in ('coordinator_address', 'num_processes', 'process_id')
             if d.get(k) is not None}
   if d.get('local_device_ids'):

@@ -1,7 +1,7 @@
 """Optimizers, learning-rate schedules and the weight-decay mask, built from a config."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,9 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total
 
   cosine: to ``end_lr`` at the last step. step: times ``decay_rate`` at each epoch in
   ``milestones`` (or every ``decay_epochs``). exponential: times ``decay_rate`` every
-  ``decay_epochs`` (fractional epochs allowed, staircase). constant.
+  ``decay_epochs`` (fractional epochs allowed, staircase). constant. ``per_epoch``: the
+  schedule after warmup is held constant within each epoch at its value at the epoch's start
+  (PyTorch's ``CosineAnnealingLR`` stepped once per epoch, as Huawei Vega's ``by_epoch: True``).
   """
   s = config.schedule
   peak = scaled_lr(config)
@@ -44,16 +46,25 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total
     main = optax.constant_schedule(peak)
   else:
     raise ValueError(f'unknown schedule {s.name!r}; choose one of {SCHEDULES}')
+  if s.per_epoch:
+    smooth, spe = main, max(int(steps_per_epoch), 1)
+    main = lambda t: smooth((t // spe) * spe)  # noqa: E731
   if warmup == 0:
     return main
   return optax.join_schedules(
       [optax.linear_schedule(s.warmup_init_lr, peak, warmup), main], [warmup])
 
 
-def weight_decay_mask(params: Any, exclude_1d: bool = True) -> Any:
+def weight_decay_mask(params: Any, exclude_1d: bool = True, exclude_norm: bool = False) -> Any:
   """True where weight decay applies: everything but 1-D leaves (BN scale/bias, biases) when
-  ``exclude_1d``."""
-  return jax.tree_util.tree_map(lambda p: not exclude_1d or p.ndim > 1, params)
+  ``exclude_1d``; everything but BatchNorm's scale and bias when ``exclude_norm`` (MindSpore
+  optimizers' default: no decay on parameters named ``gamma``/``beta``; biases are decayed)."""
+  def visit(tree):
+    norm = exclude_norm and 'scale' in tree   # a BatchNorm: {'scale', 'bias'}
+    return {k: visit(v) if isinstance(v, Mapping) else
+            (not norm and (not exclude_1d or v.ndim > 1)) for k, v in tree.items()}
+  return visit(params) if isinstance(params, Mapping) else jax.tree_util.tree_map(
+      lambda p: not exclude_1d or p.ndim > 1, params)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
@@ -66,7 +77,7 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   its lr, the trunk and the head get their own copy (:func:`split_trunk`); clipping stays global.
   """
   o = config.optim
-  mask = lambda p: weight_decay_mask(p, o.wd_exclude_1d)  # noqa: E731
+  mask = lambda p: weight_decay_mask(p, o.wd_exclude_1d, o.wd_exclude_norm)  # noqa: E731
   parts = []
   if o.name == 'sgd':
     parts += [optax.add_decayed_weights(o.weight_decay, mask),

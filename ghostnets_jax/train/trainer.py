@@ -10,7 +10,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -21,12 +20,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers, periodic_actions
+from clu import periodic_actions
 
+from ghostnets_jax import storage
 from ghostnets_jax.data import datasets, pipeline, preprocess
 from ghostnets_jax.registry import create_model, get_spec, module_fields
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
+from ghostnets_jax.train import summary
 from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import (BEST_METRIC, Checkpointer, is_run_checkpoint,
                                             restore_variables)
@@ -192,13 +193,15 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   }
   out['train_preprocess'] = preprocess.train_spec(
       image_size, scale=a.crop_scale, ratio=a.crop_ratio, interpolation=a.interpolation,
-      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment, reprob=a.reprob,
+      hflip=a.hflip, mean=mean, std=std, auto_augment=a.auto_augment,
+      color_jitter=a.color_jitter, reprob=a.reprob,
       remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   out['eval_preprocess'] = preprocess.eval_spec(
       eval_size, crop_pct=out['eval_crop_pct'], interpolation=out['eval_interpolation'],
       mean=mean, std=std)
   if num_train is not None:
-    spe = num_train // c.batch_size
+    # an epoch is len_factor x the split's samples (RASampler's meaning; 1 for other samplers)
+    spe = int(num_train * c.data.sampler_kwargs.get('len_factor', 1.0)) // c.batch_size
     if spe == 0:
       raise ValueError(f'the training split has {num_train} examples, fewer than one batch of '
                        f'{c.batch_size}; lower --config.batch_size.')
@@ -213,10 +216,23 @@ def resolve(config: ml_collections.ConfigDict, num_classes: int, num_train: Opti
   return out
 
 
+def check_paths(c: ml_collections.ConfigDict, workdir: str) -> None:
+  """Bucket paths of the run (workdir, data, starting weights) answer, before anything is
+  written: :class:`ghostnets_jax.storage.StorageError` naming what to set otherwise."""
+  paths = {'--workdir': workdir, 'config.data.data_dir': c.data.get('data_dir'),
+           'config.data.manual_dir': c.data.get('manual_dir')}
+  paths.update({f'config.init.{k}': c.init.get(k) for k in ('checkpoint', 'torch_checkpoint', 'workdir')})
+  paths['config.distill.workdir'] = c.distill.get('workdir')
+  for what, p in paths.items():
+    if p:
+      storage.check_reachable(p, what)
+
+
 def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True) -> Experiment:
   c = config
+  check_paths(c, workdir)
   mesh = mesh_lib.make_mesh(c.sharding.mesh_shape, c.sharding.axis_names)
-  resuming = is_run_checkpoint(os.path.join(workdir, 'checkpoints'))   # not reading init.*
+  resuming = is_run_checkpoint(storage.path(workdir) / 'checkpoints')   # not reading init.*
   finetune.validate(c, check_init=train and not resuming)
   train_source, eval_source = datasets.open_splits(c.data, train=train)
   if train_source is None and eval_source is None:
@@ -234,7 +250,7 @@ def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True
   record = (workdir_lib.identity(c, num_classes, train), workdir_lib.state_signature(abstract))
   rewrite = workdir_lib.check(workdir, *record, has_checkpoints=resuming,   # before any write
                               resume=c.get('resume', 'auto'), action='resume' if train else 'evaluate')
-  ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep,
+  ckpt = Checkpointer(storage.path(workdir) / 'checkpoints', keep=c.checkpoint.keep,
                       keep_best=c.checkpoint.keep_best, async_save=c.checkpoint.async_save)
   exp = Experiment(c, workdir, resolved, mesh, model, tx, schedule, abstract, shardings,
                    train_source, eval_source, ckpt, run_record=record if rewrite else None)
@@ -278,27 +294,34 @@ def build_teacher(c: ml_collections.ConfigDict, num_classes: int, image_size: in
 def _write_configs(exp: Experiment) -> None:
   if jax.process_index() != 0:
     return
-  os.makedirs(exp.workdir, exist_ok=True)
   if exp.run_record is not None:
     workdir_lib.write(exp.workdir, *exp.run_record)
-  with open(os.path.join(exp.workdir, 'config.json'), 'w') as f:
-    f.write(exp.config.to_json_best_effort(indent=2, sort_keys=True))
+  workdir = storage.path(exp.workdir)
+  storage.write_text(workdir / 'config.json',
+                     exp.config.to_json_best_effort(indent=2, sort_keys=True))
   resolved = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
               for k, v in exp.resolved.items()}
-  with open(os.path.join(exp.workdir, 'resolved_config.json'), 'w') as f:
-    json.dump(resolved, f, indent=2, sort_keys=True, default=str)
+  storage.write_text(workdir / 'resolved_config.json',
+                     json.dumps(resolved, indent=2, sort_keys=True, default=str))
 
 
 class StopSignal:
   """SIGTERM / SIGINT -> finish the current step, checkpoint, exit cleanly (preemption).
 
-  Every process polls :meth:`requested` at the same steps; in multi-process runs the flag is
-  or-ed over processes there, so all of them stop at the same step and save together.
+  :meth:`requested` is polled at every step. With several processes (a pod, a cluster) the
+  signal may reach only some of them; every process then contributes its flag to a tiny
+  collective each step (a max over a process-sharded array, dispatched asynchronously) and acts
+  on the result of the previous step's one, which is ready by then. All processes therefore see
+  the same answer at the same step and save that step together, and the host never waits for the
+  step in flight.
   """
 
-  def __init__(self):
+  def __init__(self, mesh=None):
     self._flag = False
     self._previous = {}
+    self._mesh = mesh
+    self._vote_fn = None
+    self._pending = None
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -310,10 +333,14 @@ class StopSignal:
     self._flag = True
 
   def requested(self) -> bool:
-    if jax.process_count() == 1:
+    if jax.process_count() == 1 or self._mesh is None:
       return self._flag
-    from jax.experimental import multihost_utils
-    return bool(np.max(multihost_utils.process_allgather(np.int32(self._flag))))
+    if self._vote_fn is None:
+      self._vote_fn = jax.jit(jnp.max, out_shardings=mesh_lib.replicated(self._mesh))
+    local = np.full((jax.local_device_count(),), int(self._flag), np.int32)
+    vote = jax.make_array_from_process_local_data(mesh_lib.batch_sharding(self._mesh), local)
+    previous, self._pending = self._pending, self._vote_fn(vote)
+    return previous is not None and bool(previous)
 
   def restore(self) -> None:
     for sig, handler in self._previous.items():
@@ -375,7 +402,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise ValueError('--mode=train_and_eval needs evaluation data: set config.data.eval_split '
                      '(TFDS) or config.data.eval_dir (data.source=folder), or use --mode=train.')
   _write_configs(exp)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer, logdir = summary.create_writer(workdir, just_logging=jax.process_index() > 0)
   train_iter = exp.train_iterator()
   start = exp.checkpointer.latest_step()
   if start is not None:
@@ -392,12 +419,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   hooks = [periodic_actions.ReportProgress(num_train_steps=total, writer=writer,
                                            every_steps=c.log_every_steps)]
   if c.profile.start_step >= 0 and jax.process_index() == 0:
-    hooks.append(periodic_actions.Profile(logdir=workdir, first_profile=c.profile.start_step,
+    hooks.append(periodic_actions.Profile(logdir=logdir, first_profile=c.profile.start_step,
                                           num_profile_steps=c.profile.num_steps))
   train_metrics, last_eval, last_train, t_log, s_log = None, {}, {}, time.time(), start
   step = start
   stop = min(total, c.stop_after_step) if c.stop_after_step > 0 else total
-  signals = StopSignal()
+  signals = StopSignal(exp.mesh)
   guard = NonFiniteGuard(c.on_nonfinite, skipped)
   for step in range(start + 1, stop + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
@@ -417,6 +444,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       scalars.update({'train/steps_per_sec': sps, 'train/images_per_sec': sps * c.batch_size,
                       'train/epoch': step / r['steps_per_epoch']})
       writer.write_scalars(step, scalars)
+      writer.flush()   # a bucket workdir gets the events now (see train/summary.py)
       logging.info('step %d/%d  loss %.4f  top1 %.4f  lr %.4g  %.2f steps/s  %.0f img/s  ETA %s',
                    step, total, scalars['train/loss'], scalars['train/top1'], scalars['train/lr'],
                    sps, sps * c.batch_size, _eta((total - step) / max(sps, 1e-9)))
@@ -433,8 +461,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info('eval at step %d: %s', step, _fmt(last_eval))
       key = f'ema_{BEST_METRIC}' if state.ema and c.eval.use_ema else BEST_METRIC
       metrics = {BEST_METRIC: last_eval[key]}
-    # multi-process: the flag is agreed on (a collective) at log steps only
-    stopping = (jax.process_count() == 1 or step % c.log_every_steps == 0) and signals.requested()
+    stopping = signals.requested()   # the same answer on every process
     if step % r['checkpoint_every'] == 0 or step == stop or stopping:
       guard.check(exp.checkpointer)
       data_state = train_iter.get_state()
@@ -447,7 +474,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   signals.restore()
   guard.check(exp.checkpointer)
   exp.checkpointer.wait()
-  writer.flush()
+  writer.close()
   exp.checkpointer.close()
   if mode == 'train':
     return last_train
@@ -457,7 +484,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Restores ``config.eval.checkpoint`` ('latest', 'best' or a step) from ``workdir`` and
   evaluates its EMA (``config.eval.use_ema`` and the run had EMA) or raw weights."""
-  if not is_run_checkpoint(os.path.join(workdir, 'checkpoints')):
+  storage.check_reachable(workdir, '--workdir')
+  if not is_run_checkpoint(storage.path(workdir) / 'checkpoints'):
     raise FileNotFoundError(f'no checkpoint in {workdir}/checkpoints: --mode=eval evaluates a '
                             'checkpoint of a training run; pass that run\'s --workdir (nothing '
                             'was created).')
@@ -469,8 +497,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float
   res.update(step=step, weights='ema' if use_ema else 'raw')
   logging.info('eval of %s step %d (%s weights): %s', workdir, step, res['weights'], _fmt(res))
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, f'eval_step{step}_{res["weights"]}.json'), 'w') as f:
-      json.dump(res, f, indent=2)
+    storage.write_text(storage.path(workdir) / f'eval_step{step}_{res["weights"]}.json',
+                       json.dumps(res, indent=2))
   exp.checkpointer.close()
   return res
 

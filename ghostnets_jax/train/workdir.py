@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any, Optional
 
 import jax
 import ml_collections
+
+from ghostnets_jax import storage
 
 RUN_FILE = 'run.json'
 RESUME = ('auto', 'force')
@@ -60,11 +61,10 @@ def state_signature(abstract: Any) -> dict[str, str]:
 
 
 def read(workdir: str) -> Optional[dict]:
-  path = os.path.join(workdir, RUN_FILE)
-  if not os.path.exists(path):
+  path = storage.path(workdir) / RUN_FILE
+  if not path.exists():
     return None
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
 def _state_diff(run: dict[str, str], now: dict[str, str], limit: int = 3) -> str:
@@ -123,8 +123,4 @@ def write(workdir: str, ident: dict[str, Any], signature: dict[str, str]) -> Non
   record = {'identity': ident, 'state': signature}
   if old is not None and old.get('identity') != ident:
     record['previous'] = old.get('previous', []) + [old.get('identity')]
-  os.makedirs(workdir, exist_ok=True)
-  tmp = os.path.join(workdir, f'.{RUN_FILE}.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(record, f, indent=1, sort_keys=True)
-  os.replace(tmp, os.path.join(workdir, RUN_FILE))
+  storage.write_text(storage.path(workdir) / RUN_FILE, json.dumps(record, indent=1, sort_keys=True))
