@@ -15,7 +15,7 @@ from flax import serialization
 from PIL import Image
 
 import ghostnets_jax as gj
-from tests.helpers import SMALL, model_and_variables
+from tests.helpers import FAST_COMPILE, SMALL, model_and_variables
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / 'examples'
@@ -65,7 +65,8 @@ def test_extract_features_from_checkpoint_files(tmp_path):
   folder = _image_folder(tmp_path / 'images', 2)
   x = common.load_images(common.image_paths([str(folder)]), name, SMALL)
   assert x.shape == (2, SMALL, SMALL, 3)
-  want = jax.jit(functools.partial(model.apply, train=False, method='features'))(variables, x)
+  want = jax.jit(functools.partial(model.apply, train=False, method='features'),
+                 compiler_options=FAST_COMPILE)(variables, x)
   for ckpt in ('w.safetensors', 'w.msgpack'):
     got = extract.main(['--model', name, '--checkpoint', str(tmp_path / ckpt), '--size', str(SMALL),
                         '--images', str(folder)])

@@ -47,8 +47,11 @@ def test_nhwc_layout_and_verification_failures():
   # the checks can fail: a wrong reference, a wrong layout
   with pytest.raises(ExportError, match='exceeds'):
     verify_onnx(proto, lambda x: jax_logits(name)(x) + 1e-3, (SMALL, SMALL, 3), layout='NHWC')
-  with pytest.raises(Exception):
+  with pytest.raises(ExportError, match=r"takes input \[64, 64, 3\].*layout='NCHW' feeds "
+                     r"\[3, 64, 64\]; pass layout='NHWC'"):
     verify_onnx(proto, jax_logits(name), (SMALL, SMALL, 3), layout='NCHW')
+  with pytest.raises(ExportError, match=r'feeds \[32, 32, 3\]; pass the input_shape'):
+    verify_onnx(proto, jax_logits(name), (32, 32, 3), layout='NHWC')
   broken = onnx.ModelProto()
   broken.CopyFrom(proto)
   broken.graph.node[0].input[0] = 'no_such_value'

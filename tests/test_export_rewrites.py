@@ -12,7 +12,7 @@ from ghostnets_jax.export import rewrites as rw
 from ghostnets_jax.export.lite import prepare_for_converter_lite, run_onnx, verify_rewrite
 from ghostnets_jax.layers import ConvBN, GhostModule, check_images
 from tests.export_helpers import exported, graph, images
-from tests.helpers import random_variables
+from tests.helpers import FAST_COMPILE, random_variables
 
 
 def assert_same(a: onnx.ModelProto, b: onnx.ModelProto, x: np.ndarray, atol: float = 1e-6):
@@ -118,7 +118,8 @@ def test_channel_slices_to_conv_on_ghost_module_and_split(slicing_net):
   assert rw.op_types(proto).get('Slice', 0) >= 3
   x = images(3, 16, 16, 3, seed=1)
   xn = x.transpose(0, 3, 1, 2)
-  want = np.asarray(jax.jit(lambda v, x: model.apply(v, x))(variables, x))
+  want = np.asarray(jax.jit(lambda v, x: model.apply(v, x),
+                            compiler_options=FAST_COMPILE)(variables, x))
   convs = {}
   for fold in (False, True):
     out = rw.channel_slices_to_conv(proto, fold=fold)

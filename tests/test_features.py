@@ -15,6 +15,7 @@ from ghostnets_jax.models.ghostnet import GhostNet
 from ghostnets_jax.models.repghost import RepGhostNet
 from ghostnets_jax.models.resnet import ResNet
 from tests.helpers import FAST_COMPILE, SMALL, model_and_variables, random_variables
+from tests.torch_ref import reference_feature_channels
 
 ALL = gj.list_models()
 OTHER = 96  # the second input size of the registry-wide shape check
@@ -27,11 +28,14 @@ def _shapes(tree):
 @pytest.mark.parametrize('name', ALL)
 def test_feature_shapes_channels_and_dilated_pytree(name):
   """At 64x64 (output stride 32) and 96x96 (output stride 16): one map per level, of exactly
-  ``size / min(level, output_stride)`` pixels and ``model_info``'s channels; the dilated
-  backbone has the very same variables (a classifier checkpoint loads unchanged)."""
+  ``size / min(level, output_stride)`` pixels and the channels of the PyTorch reference's maps
+  at those strides (timm / torchvision / our torch code; read by hooks in a forward), which
+  ``model_info`` reports too; the dilated backbone has the very same variables (a classifier
+  checkpoint loads unchanged)."""
   model = gj.create_model(name, num_classes=10)
-  channels = gj.model_info(name)['feature_channels']
+  channels = reference_feature_channels(name, FEATURE_STRIDES)
   assert sorted(channels) == list(FEATURE_STRIDES)
+  assert gj.model_info(name)['feature_channels'] == channels
   feats, variables = abstract_features(model, SMALL)
   dilated_feats, dilated_vars = abstract_features(model.clone(output_stride=16), OTHER)
   for size, out_stride, got in ((SMALL, 32, feats), (OTHER, 16, dilated_feats)):
@@ -73,7 +77,8 @@ def test_features_are_the_last_map_at_each_stride(name):
   x = _x()
   feats = _features_fn(model)(variables, x)
   _, state = jax.jit(lambda v, x: model.apply(v, x, capture_intermediates=True,
-                                              mutable=['intermediates']))(variables, x)
+                                              mutable=['intermediates']),
+                     compiler_options=FAST_COMPILE)(variables, x)
   inter = state['intermediates']
   for s, module in TAPS[name].items():
     _close(feats[s], inter[module]['__call__'][0], 1e-6)  # the same ops, compiled apart

@@ -22,7 +22,7 @@ from ghostnets_jax import create_model
 from ghostnets_jax.convert import to_torch
 from ghostnets_jax.train import checkpoint, finetune, optim, trainer
 from ghostnets_jax.train import state as state_lib
-from tests.helpers import random_variables
+from tests.helpers import FAST_COMPILE, random_variables
 from tests.train_helpers import TINY_CFGS, flat, tiny_config
 
 pytestmark = pytest.mark.xdist_group('finetune')
@@ -69,12 +69,15 @@ def folder_run(root: str) -> tuple[str, str, dict, dict]:
   variables = tiny_variables(5, seed=1)
   path = os.path.join(root, 'tiny_5class.safetensors')
   save_file(to_torch('ghostnet_050', variables), path)
-  c = tiny_config(ex.folder_config('demo', path, train_dir, eval_dir), **{
+  workdir = os.path.join(root, 'folder_run')
+  metrics = trainer.train_and_evaluate(folder_config(path, train_dir, eval_dir), workdir)
+  return path, workdir, variables, metrics
+
+
+def folder_config(path: str, train_dir: str, eval_dir: str) -> ml_collections.ConfigDict:
+  return tiny_config(_example().folder_config('demo', path, train_dir, eval_dir), **{
       'batch_size': 6, 'num_train_steps': 3, 'eval.batch_size': 4,
       'checkpoint.async_save': False})
-  workdir = os.path.join(root, 'folder_run')
-  metrics = trainer.train_and_evaluate(c, workdir)
-  return path, workdir, variables, metrics
 
 
 @pytest.fixture(scope='module')
@@ -84,7 +87,22 @@ def root(tmp_path_factory):
 
 def test_run_on_an_image_folder_from_a_pytorch_file(root):
   path, workdir, file_vars, metrics = folder_run(root)
-  assert metrics['count'] == 9 and 0.0 <= metrics['top1'] <= 1.0   # 3 classes x 3 eval PNGs
+  # the eval metrics, recomputed in numpy from the run's final weights on the eval images (3
+  # classes x 3 PNGs in batches of 4: the 3 padded rows of the last batch must not count)
+  folders = [os.path.join(root, 'shoes', split) for split in ('train', 'val')]
+  exp = trainer.build(folder_config(path, *folders), workdir, train=False)
+  exp.checkpointer.close()
+  batches = list(exp.eval_batches()[0].as_numpy_iterator())
+  images = np.concatenate([b['image'][b['mask'] == 1] for b in batches])
+  labels = np.concatenate([b['label'][b['mask'] == 1] for b in batches])
+  assert sum(len(b['mask']) for b in batches) == 12 and sorted(labels) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+  apply = jax.jit(functools.partial(exp.model.apply, train=False), compiler_options=FAST_COMPILE)
+  logits = np.asarray(apply(checkpoint.restore_variables(workdir), images), np.float64)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  assert metrics['count'] == 9
+  assert metrics['top1'] == pytest.approx(np.mean(logits.argmax(-1) == labels), abs=1e-6)
+  assert metrics['top5'] == 1.0                         # 3 classes: always in the top 5
+  assert metrics['loss'] == pytest.approx(-np.mean(logp[np.arange(9), labels]), rel=1e-4)
   run = flat(checkpoint.restore_variables(workdir))
   assert run[f"{HEAD}['kernel']"].shape == (64, 3)                    # 5 -> 3 classes
   assert file_vars['params']['classifier']['kernel'].shape == (64, 5)
@@ -252,7 +270,8 @@ def test_frozen_batch_norm_is_eval_mode_inside_a_training_apply():
     with frozen_batch_norm(frozen):
       return model.apply(v, x, train=True, mutable=['batch_stats'])
 
-  eval_out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  eval_out = jax.jit(lambda v, x: model.apply(v, x, train=False),
+                     compiler_options=FAST_COMPILE)(variables, x)
   frozen_out, frozen_stats = train_apply(True, variables, x)
   train_out, train_stats = train_apply(False, variables, x)
   np.testing.assert_allclose(frozen_out, eval_out, rtol=1e-5, atol=1e-5)

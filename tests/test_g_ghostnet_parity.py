@@ -26,7 +26,7 @@ from ghostnets_jax.export import export_onnx, verify_onnx
 from ghostnets_jax.layers import BlockSpec, Bottleneck, max_pool_3x3_s2
 from ghostnets_jax.stats import param_count
 from ghostnets_jax import reference_torch
-from tests.helpers import jitted_apply
+from tests.helpers import FAST_COMPILE, SMALL, jitted_apply
 from ghostnets_jax.reference_torch.g_ghost import (OFFICIAL_WIDTHS, GGhostRegNet, GGhostResNet,
                                                    g_ghost_regnetx, n_params)
 from tests.torch_ref import damp_residual_bns, images, randomize_bn, torch_forward
@@ -215,7 +215,8 @@ def test_train_mode_matches_reference():
   x = images((4, 40, 52, 3), seed=1)
   ref.train()
   expected = torch_forward(ref, x)
-  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']))(
+  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats']),
+                            compiler_options=FAST_COMPILE)(
       variables, x)
   assert np.abs(np.asarray(out) - expected).max() < 1e-3
   stats = gj.convert.to_torch(name, {'batch_stats': updates['batch_stats']})
@@ -259,3 +260,99 @@ def test_stem_max_pool_matches_torch_on_negative_inputs(hw):
   expected = torch.nn.functional.max_pool2d(torch.from_numpy(x.transpose(0, 3, 1, 2)), 3, 2, 1)
   np.testing.assert_array_equal(np.asarray(max_pool_3x3_s2(jnp.asarray(x))),
                                 expected.numpy().transpose(0, 2, 3, 1))
+
+
+# -- parameter counts by hand ----------------------------------------------------------------------
+# The G-Ghost stage of the official code (huawei-noah/Efficient-AI-Backbones,
+# g_ghost_pytorch/g_ghost_regnet.py, class Stage) on `depth` host blocks of width `planes`, with
+# `raw` intrinsic and cheap = planes - raw cheap channels:
+#   base block (in -> planes, the stage's stride) and end block (planes -> planes);
+#   depth - 2 middle blocks raw -> raw on the intrinsic part (the first one's shortcut a slice);
+#   merge: global pool of the concat of the base output and the middle outputs
+#          (planes + raw * (depth - 2) channels), 1x1 conv to cheap + BN, ReLU, 1x1 conv + BN;
+#   cheap op on the base output's last `cheap` channels: 1x1 conv + BN, identity, or a k x k
+#          depthwise conv + BN (dw3, dw5).
+# Host blocks (every conv bias-free, each followed by a BN of 2 parameters per channel):
+#   ResNet (torchvision Bottleneck): 1x1 in -> out/4, 3x3 out/4 -> out/4, 1x1 -> out;
+#   RegNetX (official RegNetBottleneck, bottleneck ratio 1): 1x1 in -> out, grouped 3x3 whose
+#          groups have `group width` input channels each, 1x1 out -> out; middle blocks use
+#          int(0.75 x group width);
+#   both add a 1x1 conv + BN projection shortcut when the stride or the width changes.
+# raw = the largest multiple of 4 (ResNet) / of the middle group width (RegNetX) within
+# (1 - cheap_ratio) x planes.
+
+def _resnet_block(cin, cout, stride, group_width=None):
+  w = cout // 4
+  n = cin * w + 2 * w + 9 * w * w + 2 * w + w * cout + 2 * cout
+  return n + (cin * cout + 2 * cout if stride != 1 or cin != cout else 0)
+
+
+def _regnet_block(cin, cout, stride, group_width):
+  n = cin * cout + 2 * cout + 9 * min(group_width, cout) * cout + 2 * cout + cout * cout + 2 * cout
+  return n + (cin * cout + 2 * cout if stride != 1 or cin != cout else 0)
+
+
+def _g_ghost_stage(block, cin, planes, depth, stride, raw, cheap_op, gw=None, mid_gw=None):
+  cheap = planes - raw
+  n = block(cin, planes, stride, gw) + block(planes, planes, 1, gw)
+  n += (depth - 2) * block(raw, raw, 1, mid_gw)
+  n += (planes + raw * (depth - 2)) * cheap + 2 * cheap + cheap * cheap + 2 * cheap
+  return n + {'conv1x1': cheap * cheap + 2 * cheap, 'identity': 0,
+              'dw3': 9 * cheap + 2 * cheap, 'dw5': 25 * cheap + 2 * cheap}[cheap_op]
+
+
+def hand_resnet_counts(depths, widths, cheap_op, ratio, num_classes):
+  """G-Ghost ResNet: 7x7 stem (3 -> 64) + BN, max pool, every stage G-Ghost (strides 1, 2, 2, 2)."""
+  out, cin = {'stem': 7 * 7 * 3 * 64 + 2 * 64}, 64
+  for i, (d, w) in enumerate(zip(depths, widths)):
+    raw = int(w * (1 - ratio) / 4) * 4
+    stride = 1 if i == 0 else 2
+    out[f'layer{i + 1}'] = _g_ghost_stage(_resnet_block, cin, w, d, stride, raw, cheap_op)
+    cin = w
+  out['fc'] = cin * num_classes + num_classes
+  return out
+
+
+def hand_regnet_counts(depths, widths, gw, cheap_op, ratio, num_classes):
+  """G-Ghost RegNetX: 3x3 stride-2 stem (3 -> 32) + BN; stage 1 and stages of depth <= 2 plain
+  RegNetX stages, the others G-Ghost; every stage has stride 2."""
+  out, cin, mid = {'stem': 9 * 3 * 32 + 2 * 32}, 32, int(gw * 0.75)
+  for i, (d, w) in enumerate(zip(depths, widths)):
+    if i > 0 and d > 2:
+      raw = int(w * (1 - ratio) / mid) * mid
+      out[f'layer{i + 1}'] = _g_ghost_stage(_regnet_block, cin, w, d, 2, raw, cheap_op, gw, mid)
+    else:
+      out[f'layer{i + 1}'] = (_regnet_block(cin, w, 2, gw)
+                              + (d - 1) * _regnet_block(w, w, 1, gw))
+    cin = w
+  out['fc'] = cin * num_classes + num_classes
+  return out
+
+
+def _param_groups(name, num_classes, **overrides):
+  """{stem / layerN / fc: parameter count} of our model, from its init shapes (no compile)."""
+  model = gj.create_model(name, num_classes=num_classes, **overrides)
+  params = _init_shapes(model, (1, SMALL, SMALL, 3))['params']
+  out = {}
+  for key, sub in params.items():
+    group = key.split('_')[0]
+    out[group] = out.get(group, 0) + sum(int(np.prod(a.shape)) for a in jax.tree.leaves(sub))
+  return out
+
+
+def test_g_ghost_resnet50_params_per_stage_by_hand():
+  want = hand_resnet_counts((3, 4, 6, 3), (256, 512, 1024, 2048), 'conv1x1', 0.5, 1000)
+  assert _param_groups('g_ghost_resnet50', 1000) == want
+  assert sum(want.values()) == n_params(GGhostResNet([3, 4, 6, 3]))
+
+
+@pytest.mark.parametrize('cheap_op,ratio', [('identity', 0.5), ('dw3', 0.5), ('dw5', 0.5),
+                                             ('conv1x1', 0.25), ('conv1x1', 0.5)])
+def test_stage_options_params_per_stage_by_hand(cheap_op, ratio):
+  """Every cheap op and two ratios, on both hosts (the tiny RegNetX and ResNet above)."""
+  want = hand_regnet_counts((1, 3, 4, 2), (24, 48, 72, 96), 8, cheap_op, ratio, 10)
+  assert _param_groups('g_ghost_regnetx_032', 10, cheap_op=cheap_op, cheap_ratio=ratio,
+                       **TINY_REGNET) == want
+  want = hand_resnet_counts((3, 4, 3, 3), (32, 64, 96, 128), cheap_op, ratio, 10)
+  assert _param_groups('g_ghost_resnet50', 10, cheap_op=cheap_op, cheap_ratio=ratio,
+                       **TINY_RESNET) == want

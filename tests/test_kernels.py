@@ -15,7 +15,7 @@ from ghostnets_jax.layers import (Conv2d, GhostModule, GhostModuleV2, conv_kerne
                                   depthwise_impl, grouped_conv2d, grouped_impl, pointwise_conv2d,
                                   pointwise_impl, torch_padding)
 from ghostnets_jax.layers.conv import depthwise_conv2d_parts
-from tests.helpers import model_and_variables
+from tests.helpers import FAST_COMPILE, model_and_variables
 
 
 def torch_conv(x, kernel, stride, padding=0, groups=1):
@@ -139,7 +139,8 @@ def _logits(name, depthwise, pointwise):
   model, variables = model_and_variables(name)
   x = jnp.asarray(np.random.RandomState(0).randn(2, 64, 64, 3), jnp.float32)
   with depthwise_impl(depthwise), pointwise_impl(pointwise):  # read at trace time
-    return np.asarray(jax.jit(functools.partial(model.apply, train=False))(variables, x))
+    return np.asarray(jax.jit(functools.partial(model.apply, train=False),
+                              compiler_options=FAST_COMPILE)(variables, x))
 
 
 @pytest.mark.xdist_group('kernels_model')

@@ -10,6 +10,7 @@ import ghostnets_jax as gj
 from ghostnets_jax.stats import param_count
 from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
                            one_per_architecture)
+from tests.torch_ref import reference_param_count
 
 ALL = gj.list_models()
 
@@ -22,27 +23,22 @@ def test_forward_shapes_and_param_count(name):
   out = jitted_apply(model)(variables, x)
   assert out.shape == (2, 10) and out.dtype == jnp.float32
   assert np.isfinite(np.asarray(out)).all()
-  info = gj.model_info(name)
-  assert param_count(variables) == info['params'] - (1000 - 10) * _head_fan_in(variables)
+  # the count of the network's PyTorch reference (timm / torchvision, or our torch code written
+  # from the published structure), counted by torch from its modules
+  assert param_count(variables) == reference_param_count(name, 10)
 
 
 @pytest.mark.parametrize('name', sorted(set(ALL) - set(compiled_cases(ALL))))
 def test_other_widths_shapes_and_param_count_uncompiled(name):
   """The widths the compiled check leaves to their parity test: output shape and dtype, and
-  parameter count, from shapes alone."""
+  parameter count (against the PyTorch reference's), from shapes alone."""
   model = gj.create_model(name, num_classes=10)
   x = jax.ShapeDtypeStruct((2, SMALL, SMALL, 3), jnp.float32)
   out, variables = jax.eval_shape(functools.partial(model.init_with_output, train=False),
                                   jax.random.PRNGKey(0), x)
   assert set(variables) == {'params', 'batch_stats'}
   assert out.shape == (2, 10) and out.dtype == jnp.float32
-  assert param_count(variables) == gj.model_info(name)['params'] - (1000 - 10) * _head_fan_in(variables)
-
-
-def _head_fan_in(variables):
-  """Inputs of the classifier (params of a 10-class vs a 1000-class head differ by 990 x (fan-in + 1))."""
-  head = variables['params']['classifier'] if 'classifier' in variables['params'] else variables['params']['fc']
-  return head['kernel'].shape[0] + 1
+  assert param_count(variables) == reference_param_count(name, 10)
 
 
 @pytest.mark.parametrize('name', one_per_architecture(ALL))
@@ -69,7 +65,13 @@ def test_bfloat16_compute_keeps_float32_params():
   f32 = jitted_apply(f32_model)(variables, x)
   bf16 = jitted_apply(model)(variables, x)
   assert bf16.dtype == jnp.float32
-  np.testing.assert_allclose(np.asarray(bf16), np.asarray(f32), atol=0.05 * float(jnp.abs(f32).max()))
+  # bfloat16 keeps 8 significant bits (rounding 2**-9 per op; convs accumulate in float32): the
+  # logits move by ~0.6 % of the largest, far less than they differ between the two images. Bounds
+  # 2 % of the largest logit and 10 % of the between-image spread (at 5 % of the largest logit a
+  # model whose logits ignored the input could pass).
+  f32, bf16 = np.asarray(f32, np.float64), np.asarray(bf16, np.float64)
+  err, spread = np.abs(bf16 - f32).max(), np.abs(f32 - f32.mean(0)).max()
+  assert spread > 0.1 and err < 0.1 * spread and err < 0.02 * np.abs(f32).max(), (err, spread)
 
 
 @pytest.mark.parametrize('bad,msg', [

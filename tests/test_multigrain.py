@@ -12,7 +12,7 @@ import ghostnets_jax as gj
 from ghostnets_jax.layers import GeM, gem_pool
 from ghostnets_jax.reference_torch.multigrain import TorchMultiGrain
 from ghostnets_jax.stats import param_count
-from tests.helpers import SMALL, jitted_apply, model_and_variables
+from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import images, randomize_bn, torch_forward
 
 
@@ -40,7 +40,8 @@ def test_multigrain_matches_torch_reference_with_learned_p():
   model = gj.create_model('multigrain_resnet50', num_classes=10, learn_p=True)
   x = images((2, SMALL, SMALL, 3))
   outputs, embedded = jax.jit(lambda v, x: (model.apply(v, x, method='outputs'),
-                                            model.apply(v, x, method='embed')))(variables, x)
+                                            model.apply(v, x, method='embed')),
+                                     compiler_options=FAST_COMPILE)(variables, x)
   with torch.no_grad():
     logits, normed = ref(torch.from_numpy(x.transpose(0, 3, 1, 2)))
   assert np.abs(np.asarray(outputs['logits']) - logits.numpy()).max() < 1e-4

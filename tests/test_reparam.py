@@ -14,7 +14,8 @@ import ghostnets_jax as gj
 from ghostnets_jax.layers import BatchNorm, Conv2d, ConvBN, RepConvBN
 from ghostnets_jax.reparam import identity_kernel
 from ghostnets_jax.stats import param_count
-from tests.helpers import SMALL, compiled_cases, jitted_apply, model_and_variables, randomize_bn_stats
+from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
+                           randomize_bn_stats)
 
 
 def test_fold_bn_equals_conv_then_bn():
@@ -151,7 +152,8 @@ def test_reparameterize_is_pure_and_jittable(name):
   model, variables = model_and_variables(name)
   before = jax.tree.map(np.array, variables)
   eager = gj.reparameterize(model, variables)[1]
-  jitted = jax.jit(lambda v: gj.reparameterize(model, v)[1])(variables)
+  jitted = jax.jit(lambda v: gj.reparameterize(model, v)[1],
+                   compiler_options=FAST_COMPILE)(variables)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6), eager, jitted)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), b), variables, before)
   with pytest.raises(ValueError, match="'params'"):

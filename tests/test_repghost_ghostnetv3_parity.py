@@ -16,8 +16,8 @@ from timm.utils import reparameterize_model
 
 import ghostnets_jax as gj
 from ghostnets_jax.stats import param_count
-from tests.helpers import SMALL, jitted_apply
-from tests.torch_ref import images, timm_model, torch_forward
+from tests.helpers import FAST_COMPILE, SMALL, jitted_apply
+from tests.torch_ref import assert_logits_match, images, timm_model, torch_forward
 
 REPGHOST = gj.list_models('repghostnet_*')
 GHOSTNETV3 = gj.list_models('ghostnetv3_*')
@@ -34,9 +34,10 @@ def _by_model(*names):
 
 
 @functools.lru_cache(maxsize=None)
-def converted(name):
-  """timm model (random weights and BN statistics), our model, and its converted variables."""
-  ref = timm_model(name, num_classes=NUM_CLASSES)
+def converted(name, calibrate_at=SMALL):
+  """timm model (random weights, BN statistics of random images of ``calibrate_at`` pixels, or
+  random ones), our model, and its converted variables."""
+  ref = timm_model(name, calibrate_at=calibrate_at, num_classes=NUM_CLASSES)
   return ref, gj.create_model(name, num_classes=NUM_CLASSES), gj.convert.from_torch(name, ref.state_dict())
 
 
@@ -59,7 +60,7 @@ def test_eval_logits_and_param_count_match_timm(name):
   expected = torch_forward(ref, x)
   out = jitted_apply(model)(variables, x)
   assert out.shape == expected.shape == (2, NUM_CLASSES)
-  assert _max_diff(out, expected) < 1e-4
+  assert_logits_match(out, expected)
 
 
 @pytest.mark.parametrize('name', _by_model('repghostnet_050', 'ghostnetv3_050'))
@@ -74,29 +75,33 @@ def test_timm_reparameterized_checkpoint_equals_our_reparameterize(name):
   assert param_count(loaded) < _n_params(ref_deploy) < _n_params(ref)  # we also fold the BNs timm keeps
   x = images((2, SMALL, SMALL, 3))
   ref_out = torch_forward(ref_deploy, x)
-  assert _max_diff(ref_out, torch_forward(ref, x)) < 1e-4
-  assert _max_diff(jitted_apply(deploy_model)(loaded, x), ref_out) < 1e-4
+  assert_logits_match(ref_out, torch_forward(ref, x))
+  assert_logits_match(jitted_apply(deploy_model)(loaded, x), ref_out)
 
 
 @pytest.mark.parametrize('name,shape', [
     pytest.param('repghostnet_111', (2, 224, 224, 3), marks=pytest.mark.xdist_group('repghostnet_111')),
-    pytest.param('ghostnetv3_130', (1, 225, 161, 3), marks=pytest.mark.xdist_group('ghostnetv3_130')),
+    pytest.param('ghostnetv3_130', (2, 225, 161, 3),
+                 marks=pytest.mark.xdist_group('ghostnetv3_130')),
 ])
 def test_eval_logits_match_timm_at_224_and_odd_sizes(name, shape):
-  ref, model, variables = converted(name)
+  ref, model, variables = converted(name, calibrate_at=shape[1])
   x = images(shape, seed=2)
-  assert _max_diff(jitted_apply(model)(variables, x), torch_forward(ref, x)) < 1e-4
+  assert_logits_match(jitted_apply(model)(variables, x), torch_forward(ref, x))
 
 
 @pytest.mark.parametrize('name', _by_model('repghostnet_050', 'ghostnetv3_050'))
 def test_train_mode_batch_statistics_match_timm(name):
   """One train-mode step: every BN's running statistics (identity-BN branches included) move as
   torch's. The step is tests/test_models.py's (same compiled function); dropout, which only
-  touches the classifier input, does not enter the statistics."""
-  ref, model, variables = converted(name)
+  touches the classifier input, does not enter the statistics. Random running statistics: with
+  calibrated ones the last stage's batch variances (2 images at 1x1 pixel in GhostNetV3's
+  attention branch) are differences of near-equal numbers, off by ~5e-5 relative in float32."""
+  ref, model, variables = converted(name, calibrate_at=None)
   x = images((2, SMALL, SMALL, 3), seed=1)
   _, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'],
-                                                rngs={'dropout': jax.random.PRNGKey(0)}))(variables, x)
+                                                rngs={'dropout': jax.random.PRNGKey(0)}),
+                       compiler_options=FAST_COMPILE)(variables, x)
   torch_train = copy.deepcopy(ref).train()
   torch_forward(torch_train, x)
   buffers = {k: v.numpy() for k, v in torch_train.named_buffers()}

@@ -184,7 +184,7 @@ def test_demo_trains_checkpoints_and_evaluates_from_restore(tmp_path_factory):
 def test_main_cli_path_variant_overrides_and_eval_mode(tmp_path_factory):
   _, workdir, final = _demo_run(_demo_root(tmp_path_factory))
   p = run_python(['main.py', '--config=configs/g_ghost_regnet.py:demo', f'--workdir={workdir}',
-                  '--mode=eval', '--config.eval.checkpoint=60', '--config.eval.batch_size=1000',
+                  '--mode=eval', '--config.eval.checkpoint=60',      # at the run's eval batch
                   f'--config.data.data_dir={embedded_data_dir()}'])
   log = p.communicate(timeout=1500)[0]
   assert p.returncode == 0, log[-4000:]

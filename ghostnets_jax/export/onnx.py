@@ -135,6 +135,21 @@ def compare(name: str, run: Callable[[np.ndarray], np.ndarray], reference: np.nd
   return diff
 
 
+def _check_layout(model_dims: Sequence[Any], input_shape: Sequence[int], layout: str) -> None:
+  """ExportError unless the graph's input after the batch is ``input_shape`` (NHWC) in ``layout``."""
+  h, w, ch = input_shape
+  feeds = {'NCHW': [ch, h, w], 'NHWC': [h, w, ch]}
+  if layout not in feeds:
+    raise ExportError(f'layout must be NCHW or NHWC, got {layout!r}')
+  dims = [d if isinstance(d, int) else None for d in model_dims]
+  if len(dims) != 3 or any(d is not None and d != f for d, f in zip(dims, feeds[layout])):
+    fits = [k for k, f in feeds.items() if all(d is None or d == x for d, x in zip(dims, f))]
+    raise ExportError(f'the ONNX graph takes input {list(model_dims)} after the batch, but '
+                      f'layout={layout!r} feeds {feeds[layout]}' + (
+                          f'; pass layout={fits[0]!r}' if len(dims) == 3 and fits else
+                          f'; pass the input_shape (height, width, 3) it was exported at'))
+
+
 def verify_onnx(onnx_model: Union[str, onnx.ModelProto], reference: Callable[[np.ndarray], np.ndarray],
                 input_shape: Sequence[int], *, layout: str = 'NCHW', batch_sizes: Sequence[int] = (1, 4),
                 atol: float = 1e-4) -> Verification:
@@ -152,6 +167,7 @@ def verify_onnx(onnx_model: Union[str, onnx.ModelProto], reference: Callable[[np
   source = onnx_model if isinstance(onnx_model, str) else onnx_model.SerializeToString()
   session = ort.InferenceSession(source, providers=['CPUExecutionProvider'])
   feed = session.get_inputs()[0].name
+  _check_layout(session.get_inputs()[0].shape[1:], input_shape, layout)
   x = sample_images(max(batch_sizes), input_shape)
   ref = np.asarray(reference(x))
 

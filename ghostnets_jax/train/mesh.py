@@ -133,6 +133,17 @@ def global_batch(local: dict[str, np.ndarray], sharding: NamedSharding) -> dict[
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
+def describe_batch(batch: dict[str, jax.Array]) -> str:
+  """How a global batch lies on the devices (for the log), e.g. ``image float32[32, 32, 32, 3]
+  split P(('data', 'fsdp'),) over 8 devices, 4 rows on each``."""
+  parts = []
+  for k, v in sorted(batch.items()):
+    rows = '/'.join(str(r) for r in sorted({s.data.shape[0] for s in v.addressable_shards}))
+    parts.append(f'{k} {v.dtype}{list(v.shape)} split {v.sharding.spec} over '
+                 f'{len(v.sharding.device_set)} devices, {rows} rows on each')
+  return '; '.join(parts)
+
+
 def check_batch_size(batch_size: int, num_devices: int, grad_accum_steps: int = 1,
                      process_count: int = 1) -> None:
   """Raises unless the global batch splits evenly over devices, accumulation steps and hosts."""

@@ -429,6 +429,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   for step in range(start + 1, stop + 1):
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       batch = mesh_lib.global_batch(next(train_iter), exp.batch_sharding)
+      if step == start + 1:
+        logging.info('input batch: %s', mesh_lib.describe_batch(batch))
       state, m = exp.train_step(state, batch)
     guard.add(step, m)
     train_metrics = m if train_metrics is None else train_metrics.merge(m)

@@ -27,9 +27,21 @@ def devices_env(devices: int) -> dict | None:
   return None if devices == 1 else {'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
 
 
+# Multi-device runs use a (data 2, fsdp 4) mesh with every state array of >= FSDP_MIN_SIZE
+# elements split over ``fsdp`` (the tiny model has none above the default 2**14).
+FSDP_MIN_SIZE = 256
+
+
+def mesh_overrides(devices: int) -> tuple[str, ...]:
+  if devices == 1:
+    return ()
+  return (f'--config.sharding.mesh_shape=(2,{devices // 2})',
+          f'--config.sharding.fsdp_min_size={FSDP_MIN_SIZE}')
+
+
 def run_main(workdir: str, *overrides: str, timeout: int = 600, devices: int = 1) -> tuple[int, str]:
   """Runs ``main.py`` to the end: (returncode, log)."""
-  p = run_python(main_cmd(workdir, *overrides), env=devices_env(devices))
+  p = run_python(main_cmd(workdir, *mesh_overrides(devices), *overrides), env=devices_env(devices))
   try:
     log = p.communicate(timeout=timeout)[0]
   except subprocess.TimeoutExpired:
@@ -42,7 +54,7 @@ def run_main(workdir: str, *overrides: str, timeout: int = 600, devices: int = 1
 def run_until_step(workdir: str, step: int, sig: int, timeout: int = 600,
                    devices: int = 1) -> tuple[int, str]:
   """Runs ``main.py`` and sends ``sig`` as soon as it logs training step ``step``."""
-  p = run_python(main_cmd(workdir), env=devices_env(devices))
+  p = run_python(main_cmd(workdir, *mesh_overrides(devices)), env=devices_env(devices))
   lines = []
   try:
     for line in p.stdout:
@@ -92,7 +104,7 @@ def baseline(reliability_root) -> str:
 
 @pytest.fixture(scope='session')
 def baseline8(reliability_root) -> str:
-  """The same run on 8 simulated devices (data parallel over a mesh of 8)."""
+  """The same run on 8 simulated devices (a data 2 x fsdp 4 mesh, :func:`mesh_overrides`)."""
   return _baseline(reliability_root, 8)
 
 
