@@ -103,7 +103,10 @@ def _prepare(name: str, data_dir: Optional[str], manual_dir: Optional[str]
   try:
     builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
-    close = difflib.get_close_matches(name.split(':')[0], tfds.list_builders(), n=5, cutoff=0.6)
+    # TFDS's own builders only: the community index is fetched from a bucket (network, minutes
+    # of retries offline) just to suggest a name.
+    builders = tfds.list_builders(with_community_datasets=False)
+    close = difflib.get_close_matches(name.split(':')[0], builders, n=5, cutoff=0.6)
     raise DatasetNotFoundError(
         f'unknown TFDS dataset {name!r}{"; did you mean " + ", ".join(close) if close else ""}? '
         'Set --config.data.dataset to a name of tfds.list_builders() (or use an image folder: '
