@@ -202,7 +202,8 @@ def _dict_key(key: str) -> str:
 
 def _variables(tree: dict, use_ema: bool, what: str) -> dict:
   if use_ema and not tree.get('ema'):
-    raise RunError(f'{what} has no EMA weights (its run had ema.decay = 0); use the raw weights.')
+    raise RunError(f'{what} has no EMA weights (its run had ema.decay = 0); use the raw weights '
+                   "(--weights raw or auto; weights='raw' / use_ema=False).")
   src = tree['ema'] if use_ema else tree
   return {'params': src['params'], 'batch_stats': src.get('batch_stats', {})}
 
