@@ -156,3 +156,17 @@ def test_reading_weights_of_a_damaged_step_names_it(baseline, tmp_path):
   with pytest.raises(CorruptCheckpointError, match=f'checkpoint {workdir} step 6 cannot be read'):
     restore_variables(workdir)
   assert restore_variables(workdir, 5)['params']        # the others still load
+
+
+def test_a_rewritten_array_is_caught_by_the_run_reader_too(baseline, tmp_path):
+  """``load_run`` / ``restore_variables`` (no training code) compare the weights with the
+  fingerprint saved with them: a value changed through the store itself is named."""
+  from ghostnets_jax import load_run
+  from ghostnets_jax.convert import CorruptCheckpointError
+  workdir = copy_run(baseline, tmp_path / 'run')
+  rewrite(os.path.join(workdir, 'checkpoints', '6'))
+  with pytest.raises(CorruptCheckpointError, match=r"step 6 does not match the fingerprint .*"
+                     r"first \['params'\]\['classifier'\]\['bias'\]"):
+    load_run(workdir)
+  model, variables = load_run(workdir, step=5, weights='raw')   # the others still load
+  assert model.num_classes == variables['params']['classifier']['bias'].shape[0] == 10
