@@ -1,8 +1,9 @@
-"""Multi-device / multi-process scenarios, run as subprocesses by tests/test_train_system.py
+"""Multi-device scenarios, run as subprocesses by tests/test_train_system.py
 (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` must be set before JAX is imported).
+Multi-process runs (SLURM-style and explicit coordinator flags) are in
+tests/reliability/test_multihost.py.
 
   python -m tests.dist_scenarios devices8 OUT
-  python -m tests.dist_scenarios multiprocess OUT PROCESS_ID PORT WORKDIR
 
 Results go to ``OUT/result*.json`` (+ ``.npz``); the test asserts on them.
 """
@@ -14,8 +15,7 @@ import sys
 
 import numpy as np
 
-from tests.train_helpers import (FAST_COMPILE, REFERENCE_RUN, TINY_CFGS, flat, max_rel_diff,
-                                 tiny_config)
+from tests.train_helpers import FAST_COMPILE, TINY_CFGS, flat, max_rel_diff
 
 BATCH, SIZE = 16, 32
 
@@ -97,29 +97,10 @@ def devices8(out: str) -> None:
     json.dump(res, f, indent=1)
 
 
-def multiprocess(out: str, process_id: int, port: int, workdir: str) -> None:
-  """One of 2 processes (2 CPU devices each) training the tiny config through the trainer."""
-  from ghostnets_jax.train import mesh as M, trainer
-  c = tiny_config(**REFERENCE_RUN)
-  c.distributed.initialize = 'always'
-  c.distributed.coordinator_address = f'127.0.0.1:{port}'
-  c.distributed.num_processes = 2
-  c.distributed.process_id = process_id
-  M.initialize_distributed(c)
-  import jax
-  res = trainer.train_and_evaluate(c, workdir, mode='train')
-  res.update(process_index=jax.process_index(), process_count=jax.process_count(),
-             devices=jax.device_count())
-  with open(os.path.join(out, f'result{process_id}.json'), 'w') as f:
-    json.dump(res, f, indent=1)
-
-
 if __name__ == '__main__':
   name, out = sys.argv[1], sys.argv[2]
   os.makedirs(out, exist_ok=True)
   if name == 'devices8':
     devices8(out)
-  elif name == 'multiprocess':
-    multiprocess(out, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
   else:
     raise SystemExit(f'unknown scenario {name}')

@@ -8,7 +8,6 @@ import functools
 import glob
 import json
 import os
-import socket
 
 import jax
 import jax.numpy as jnp
@@ -92,29 +91,6 @@ def test_eval_from_restore_latest_best_step_raw_and_ema(ref_root):
   c.eval.checkpoint = 'best'           # mode=train tracked no eval metrics: clear error
   with pytest.raises(FileNotFoundError, match='no checkpoint .* has eval metrics'):
     trainer.evaluate(c, ref)
-
-
-@pytest.mark.xdist_group('train_tiny')
-def test_two_processes_on_localhost_train_and_checkpoint(ref_root, tmp_path):
-  ref = reference_run(ref_root)
-  embedded_data_dir()                       # prepared before the processes start
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-  workdir, out = str(tmp_path / 'run'), str(tmp_path / 'out')
-  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
-  procs = [run_python(['-m', 'tests.dist_scenarios', 'multiprocess', out, str(i), str(port), workdir],
-                      env=env) for i in range(2)]
-  logs = [p.communicate(timeout=1500)[0] for p in procs]
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
-  res = [json.load(open(os.path.join(out, f'result{i}.json'))) for i in range(2)]
-  assert [(r['process_index'], r['process_count'], r['devices']) for r in res] == [(0, 2, 4), (1, 2, 4)]
-  assert res[0]['train/loss'] == res[1]['train/loss']
-  step, state, data = _restore_flat(workdir)        # written by 2 processes, read by 1
-  assert step == 4 and data['batch'] == 4 and data['local_batch'] == 16
-  _, state_ref, _ = _restore_flat(ref)              # 1 process, 1 device, same global batches
-  assert max_rel_diff(state, state_ref) < 1e-5
 
 
 @pytest.mark.xdist_group('train_devices8')

@@ -35,18 +35,27 @@ def slurm_job_id() -> int:
         continue
 
 
-def start(workdir: str, logdir, *overrides: str) -> list[tuple[subprocess.Popen, str]]:
-  """Both tasks of a 2-task SLURM step on this node; their output goes to ``logdir/task<i>.log``."""
+def start(workdir: str, logdir, *overrides: str, explicit: bool = False
+          ) -> list[tuple[subprocess.Popen, str]]:
+  """Both tasks of a 2-task SLURM step on this node (or, ``explicit``, two processes given the
+  coordinator flags instead); their output goes to ``logdir/task<i>.log``."""
   job = slurm_job_id()
   procs = []
   for i in range(2):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), SLURM_JOB_ID=str(job), SLURM_NTASKS='2',
-               SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NODELIST='localhost')
+    if explicit:
+      env = dict(os.environ, PYTHONPATH=str(ROOT))
+      flags = ['--config.distributed.initialize=always', '--config.distributed.num_processes=2',
+               f'--config.distributed.coordinator_address=127.0.0.1:{61440 + job}',
+               f'--config.distributed.process_id={i}']
+    else:
+      env = dict(os.environ, PYTHONPATH=str(ROOT), SLURM_JOB_ID=str(job), SLURM_NTASKS='2',
+                 SLURM_PROCID=str(i), SLURM_LOCALID=str(i), SLURM_STEP_NODELIST='localhost')
+      flags = []
     log = str(logdir / f'task{i}.log')
     with open(log, 'w') as f:
       procs.append((subprocess.Popen(
           [sys.executable, 'main.py', f'--config={CONFIG}', f'--workdir={workdir}', '--mode=train',
-           *overrides], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT), log))
+           *flags, *overrides], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT), log))
   return procs
 
 
@@ -94,9 +103,11 @@ def test_slurm_tasks_auto_initialize_and_train_as_one_run(two_process_run, basel
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(two_process_run, tmp_path):
+  """Started with explicit coordinator flags this time (same processes and devices as the SLURM
+  run, so the same numbers)."""
   workdir = str(tmp_path / 'run')
   rare = '--config.checkpoint.every_steps=1000'     # saves only on the stop (and the last step)
-  procs = start(workdir, tmp_path, rare)
+  procs = start(workdir, tmp_path, rare, explicit=True)
   (p0, _), (p1, log1) = procs
   wait_for_line(log1, r'step 2/\d+ ', p1)
   p1.send_signal(signal.SIGTERM)                      # process 0 gets no signal
@@ -108,8 +119,9 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(two_process_run, tmp
   from ghostnets_jax.convert.orbax_run import saved_steps
   assert list(saved_steps(os.path.join(workdir, 'checkpoints'))) == [stop]
 
-  logs = wait(start(workdir, tmp_path, rare))
+  logs = wait(start(workdir, tmp_path, rare, explicit=True))
   for log in logs:
+    assert 'SlurmCluster' not in log and 'JAX process' in log
     assert f'resumed at step {stop} ' in log, log[-4000:]
   step, got, data = restore(workdir)
   want_step, want, want_data = restore(two_process_run)
