@@ -104,6 +104,11 @@ class Source:
   weights: str
 
 
+def _preprocessing(spec, recorded: Mapping[str, Any] = {}) -> dict:  # noqa: B006 (read only)
+  """The eval preprocessing stored in the file's metadata: a run's record, else the registry's."""
+  return {k: recorded.get(k, getattr(spec, k)) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+
+
 def load_model(name: Optional[str], checkpoint: Optional[str] = None, *,
                num_classes: Optional[int] = None, input_size: Optional[int] = None,
                step: Union[str, int] = 'latest', weights: str = 'auto') -> Source:
@@ -124,7 +129,7 @@ def load_model(name: Optional[str], checkpoint: Optional[str] = None, *,
       raise ExportError(f'{checkpoint} is a run with {model.num_classes} classes, not '
                         f'{num_classes}: drop --num-classes.')
     spec = get_spec(info['model'])
-    prep = {k: info.get(k, getattr(spec, k)) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+    prep = _preprocessing(spec, info)
     size = input_size or info['image_size'] or spec.input_size
     return Source(info['model'], model, variables, size, prep, f'run {checkpoint} ({step})')
   if checkpoint and storage.path(checkpoint).is_dir() and not orbax_run.is_run_checkpoint(checkpoint):
@@ -136,7 +141,7 @@ def load_model(name: Optional[str], checkpoint: Optional[str] = None, *,
                       'pass its --workdir as --checkpoint).')
   spec = get_spec(name)
   size = input_size or spec.input_size
-  prep = {k: getattr(spec, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+  prep = _preprocessing(spec)
   if checkpoint:
     variables = load_checkpoint(name, checkpoint, num_classes=num_classes)
     model = create_model(name, num_classes=num_classes_of(name, variables))
@@ -177,7 +182,7 @@ def _source(name: Optional[str], checkpoint: Optional[str], num_classes: Optiona
     return load_model(name, checkpoint, num_classes=num_classes, input_size=input_size,
                       step=step, weights=weights)
   spec = get_spec(name)
-  prep = {k: getattr(spec, k) for k in ('mean', 'std', 'crop_pct', 'interpolation')}
+  prep = _preprocessing(spec)
   return Source(name, *model_and_variables, input_size or spec.input_size, prep,
                 os.path.basename(checkpoint) if checkpoint else 'random initialisation')
 

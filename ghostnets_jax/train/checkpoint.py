@@ -105,10 +105,6 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
 
-  def best_step(self) -> Optional[int]:
-    steps = [s for s in self.manager.all_steps() if BEST_METRIC in (self._metrics(s) or {})]
-    return max(steps, key=lambda s: self._metrics(s)[BEST_METRIC]) if steps else None
-
   def _metrics(self, step: int) -> Optional[dict]:
     for info in self.manager._checkpoints:  # pylint: disable=protected-access
       if info.step == step:
