@@ -15,8 +15,9 @@ the restored state is compared with the fingerprint written when it was saved.
 """
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ghostnets_jax import storage
 
@@ -48,11 +49,20 @@ def _leaf_fingerprint(x):
   return jnp.stack([jnp.sum(u, dtype=jnp.uint32), jnp.sum(u * w, dtype=jnp.uint32)])
 
 
+@functools.lru_cache(maxsize=None)
+def _fingerprint_fn(out_sharding) -> Callable:
+  """One jitted fingerprint per output sharding: jit's own cache then keys on the tree's shapes, so
+  a run's saves trace and compile it once (a fresh ``jax.jit`` per call retraced every save)."""
+  import jax
+  import jax.numpy as jnp
+  return jax.jit(lambda xs: jnp.stack([_leaf_fingerprint(x) for x in xs]),
+                 out_shardings=out_sharding)
+
+
 def fingerprint(tree: Any) -> dict[str, list[int]]:
   """``{leaf path: [sum, weighted sum]}`` of the bits of every leaf (wrapping uint32), on device:
   any changed bit or moved block of a leaf changes it."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
   if not leaves:
@@ -62,8 +72,7 @@ def fingerprint(tree: Any) -> dict[str, list[int]]:
   sh = getattr(arrays[0], 'sharding', None)
   if isinstance(sh, jax.sharding.NamedSharding):   # replicated: readable on every process
     out_sharding = jax.sharding.NamedSharding(sh.mesh, jax.sharding.PartitionSpec())
-  fn = jax.jit(lambda xs: jnp.stack([_leaf_fingerprint(x) for x in xs]), out_shardings=out_sharding)
-  sums = np.asarray(fn(list(arrays)))
+  sums = np.asarray(_fingerprint_fn(out_sharding)(list(arrays)))
   return {jax.tree_util.keystr(p): [int(a), int(b)] for p, (a, b) in zip(paths, sums)}
 
 
