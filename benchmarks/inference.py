@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ghostnets_jax import benchmark as bm  # noqa: E402
 
 
-RUNTIMES = ('onnxruntime', 'mnn')
+RUNTIMES = bm.RUNTIMES
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -67,32 +67,6 @@ def torch_call(model: Any, x: Any) -> Any:
       torch.cuda.synchronize()
     return out
   return call
-
-
-def runtime_calls(model: Any, variables: Any, x_nchw: Any, runtimes: list[str], threads: int
-                  ) -> dict[str, Any]:
-  """``{runtime: call}`` for onnxruntime / MNN on the deploy-form ONNX export of ``model``."""
-  import tempfile
-
-  from ghostnets_jax.export import export_onnx
-  from ghostnets_jax.export import mnn
-  proto = export_onnx(model, variables, x_nchw.shape[-1])
-  calls = {}
-  if 'onnxruntime' in runtimes:
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: x_nchw}
-    calls['onnxruntime'] = lambda: session.run(None, feed)[0]
-  if 'mnn' in runtimes:
-    import onnx
-    with tempfile.TemporaryDirectory() as d:
-      onnx.save(proto, os.path.join(d, 'm.onnx'))
-      mnn.convert(os.path.join(d, 'm.onnx'), os.path.join(d, 'm.mnn'))
-      run = mnn.load(os.path.join(d, 'm.mnn'), threads=threads)
-    calls['mnn'] = lambda: run(x_nchw)
-  return calls
 
 
 def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
@@ -138,7 +112,7 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
   runtimes = [r for r in a.runtimes.split(',') if r]
   if runtimes:
     x_nchw = np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))
-    for rt, call in runtime_calls(model, variables, x_nchw, runtimes, bm.cpu_threads()).items():
+    for rt, call in bm.runtime_calls(model, variables, x_nchw, runtimes, bm.cpu_threads()).items():
       calls[rt] = call
       outs[rt] = np.asarray(call(), np.float32)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)

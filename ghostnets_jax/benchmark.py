@@ -150,18 +150,69 @@ def init_variables_for(name: str, size: int) -> Any:
   return random_variables(create_model(name), size, other_std=0.01, unit_keys=('var', 'scale'))
 
 
+RUNTIMES = ('onnxruntime', 'mnn')
+
+
+def runtime_calls(model: Any, variables: Any, x_nchw: np.ndarray, runtimes: list[str], threads: int
+                  ) -> dict[str, Callable[[], Any]]:
+  """``{runtime: call}`` for onnxruntime (CPU provider) / MNN on the ONNX export of ``model``
+  (NCHW, dynamic batch; MNN through its own converter), each on ``threads`` threads."""
+  import tempfile
+
+  from ghostnets_jax.export import export_onnx, mnn
+  unknown = set(runtimes) - set(RUNTIMES)
+  if unknown:
+    raise ValueError(f'unknown runtime(s) {sorted(unknown)}; choose from {", ".join(RUNTIMES)}')
+  proto = export_onnx(model, variables, x_nchw.shape[-1])
+  calls = {}
+  if 'onnxruntime' in runtimes:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(proto.SerializeToString(), opts, providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: x_nchw}
+    calls['onnxruntime'] = lambda: session.run(None, feed)[0]
+  if 'mnn' in runtimes:
+    import onnx
+    with tempfile.TemporaryDirectory() as d:
+      onnx.save(proto, os.path.join(d, 'm.onnx'))
+      mnn.convert(os.path.join(d, 'm.onnx'), os.path.join(d, 'm.mnn'))
+      run = mnn.load(os.path.join(d, 'm.mnn'), threads=threads)
+    calls['mnn'] = lambda: run(x_nchw)
+  return calls
+
+
 def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool = True,
-            min_time: float = 1.0, repeats: int = 5) -> dict[str, float]:
+            min_time: float = 1.0, repeats: int = 5, runtimes: tuple[str, ...] = ()
+            ) -> dict[str, Any]:
   """Eval-mode forward time of registry model ``name`` (JAX, float32, this process's CPUs).
 
-  Returns ``{'seconds': median per batch, 'compile_s': ...}``; random (initial) weights.
+  Returns ``{'seconds': median per batch, 'compile_s': ...}``; random (initial) weights. With
+  ``runtimes`` (``'onnxruntime'``, ``'mnn'``), the same form's ONNX export is timed in those
+  runtimes too, interleaved with JAX, on as many threads: ``{'runtimes': {runtime: seconds}}``.
+  A runtime whose logits differ from JAX's (beyond 1e-3 of the largest logit) raises
+  ``ValueError``: a time for a wrong graph means nothing.
   """
   from ghostnets_jax.registry import create_model, get_spec
   size = size or get_spec(name).input_size
   model, variables = create_model(name), init_variables_for(name, size)
   if deploy:
     model, variables = eval_forms(model, variables)['deploy']
-  x = jnp.asarray(images(batch, size))
+  x_np = images(batch, size)
+  x = jnp.asarray(x_np)
   fn, compile_s = compile_jit(functools.partial(model.apply, train=False), variables, x)
-  seconds = time_calls({name: blocking(fn, variables, x)}, min_time, repeats)[name]
-  return {'seconds': seconds, 'compile_s': compile_s}
+  calls = {name: blocking(fn, variables, x)}
+  if runtimes:
+    want = np.asarray(calls[name](), np.float32)
+    x_nchw = np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))
+    for rt, call in runtime_calls(model, variables, x_nchw, list(runtimes), cpu_threads()).items():
+      err = float(np.abs(np.asarray(call(), np.float32) - want).max())
+      if not err <= 1e-3 * float(np.abs(want).max()):
+        raise ValueError(f'{name}: {rt} logits differ from JAX by {err:.3g} (largest logit '
+                         f'{float(np.abs(want).max()):.3g}); not timing it')
+      calls[rt] = call
+  seconds = time_calls(calls, min_time, repeats)
+  out: dict[str, Any] = {'seconds': seconds[name], 'compile_s': compile_s}
+  if runtimes:
+    out['runtimes'] = {rt: seconds[rt] for rt in runtimes}
+  return out

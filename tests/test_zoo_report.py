@@ -85,3 +85,24 @@ def test_inference_benchmark_runs_the_deploy_form_in_onnxruntime_and_mnn(capsys)
   with pytest.raises(SystemExit, match='unknown'):
     mod.main(['--models', 'ghostnet_050', '--batch', '1', '--size', '64', '--forms', 'deploy',
               '--compare', 'none', '--runtimes', 'tflite', '--json', ''])
+
+
+def test_report_times_the_deploy_runtimes_beside_jax(tmp_path):
+  """``--runtimes onnxruntime,mnn``: one model measured in JAX, ONNX Runtime and MNN (each
+  runtime's logits checked against JAX's before timing), the columns written; the other model's
+  stored latencies are reused, not re-measured."""
+  (tmp_path / 'zoo.json').write_text(json.dumps(
+      {'machine': 'm', 'rows': [{'name': 'repghostnet_050', 'latency_ms': 3.0,
+                                 'onnxruntime_ms': 4.5, 'mnn_ms': 6.0}]}))
+  zoo.main(['--report', str(tmp_path), '--reuse-latency', '--pattern', '*ghostnet_050',
+            '--runtimes', 'onnxruntime,mnn', '--min-time', '0.05', '--repeats', '1'])
+  rows = {r['name']: r for r in json.loads((tmp_path / 'zoo.json').read_text())['rows']}
+  measured = rows['ghostnet_050']
+  for k in ('latency_ms', 'onnxruntime_ms', 'mnn_ms'):
+    assert 0 < measured[k] < 5000, measured
+  md = (tmp_path / 'zoo.md').read_text()
+  assert '| CPU latency (ms) | ONNX Runtime (ms) | MNN (ms) | top-1 (%) |' in md
+  assert 'in ONNX Runtime and MNN' in md
+  assert re.search(r'^\| `repghostnet_050` \|.*\| 3\.0 \| 4\.5 \| 6\.0 \| 66\.9 \|', md, re.M), md
+  with pytest.raises(SystemExit):
+    zoo.main(['--report', str(tmp_path), '--runtimes', 'tensorrt'])
