@@ -26,6 +26,9 @@ import zipfile
 
 import pytest
 
+# One worker runs the three tests (they share the wheel and the background demo step); CI runs them.
+pytestmark = pytest.mark.xdist_group('package')
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_FILES = ('ghostnets_jax/data/files/fashion_mnist_12k.npz',
               'ghostnets_jax/data/files/LICENSE-fashion-mnist')
