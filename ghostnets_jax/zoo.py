@@ -1,7 +1,7 @@
 """The model zoo, generated from the registry (never typed by hand).
 
-  python -m ghostnets_jax.zoo                  # print the README table
-  python -m ghostnets_jax.zoo --update-readme  # rewrite the table between the README markers
+  python -m ghostnets_jax.zoo                  # print the model table of docs/models.md
+  python -m ghostnets_jax.zoo --update-table   # rewrite it between the markers in docs/models.md
   python -m ghostnets_jax.zoo --check          # also build and run every model once on CPU
   python -m ghostnets_jax.zoo --report         # docs/zoo.md + plots, CPU latency measured here
   python -m ghostnets_jax.zoo --report --reuse-latency   # measure only what docs/zoo.json lacks
@@ -55,7 +55,7 @@ def markdown_table(names: list[str]) -> str:
   return '\n'.join(rows)
 
 
-def update_readme(path: str, table: str) -> None:
+def update_table(path: str, table: str) -> None:
   text = open(path).read()
   if BEGIN not in text or END not in text:
     raise SystemExit(f'{path} has no {BEGIN} ... {END} markers')
@@ -233,7 +233,8 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--pattern', default='*')
-  p.add_argument('--update-readme', nargs='?', const='README.md', default=None)
+  p.add_argument('--update-table', nargs='?', const='docs/models.md', default=None, metavar='FILE',
+                 help='rewrite the model table between the zoo markers of FILE (docs/models.md)')
   p.add_argument('--check', action='store_true', help='build and run every model once')
   p.add_argument('--report', nargs='?', const='docs', default=None, metavar='DIR',
                  help='write the zoo report (zoo.md, zoo.json, plots) into DIR (default docs)')
@@ -256,9 +257,9 @@ def main(argv: list[str] | None = None) -> None:
     write_report(names, a.report, a.reuse_latency, not a.no_latency, a.min_time, a.repeats,
                  runtimes)
   table = markdown_table(names)
-  if a.update_readme:
-    update_readme(a.update_readme, table)
-    print(f'updated {a.update_readme} ({len(names)} models)')
+  if a.update_table:
+    update_table(a.update_table, table)
+    print(f'updated {a.update_table} ({len(names)} models)')
   elif not a.report:
     print(table)
   if a.check:
