@@ -132,8 +132,8 @@ def test_wrong_form_names_the_fix():
     gj.convert.from_torch('repghostnet_050', ref.state_dict(), deploy=True)
 
 
-# The seed's README table (RepGhost, 002_b6407aa0ea3e4b27.txt): params (M), FLOPs (M) at 224.
-SEED_TABLE = {'repghostnet_050': (2.3, 43), 'repghostnet_058': (2.5, 60), 'repghostnet_080': (3.3, 96),
+# The official RepGhost README table (github.com/ChengpengChen/RepGhost): params (M), FLOPs (M) at 224.
+README_TABLE = {'repghostnet_050': (2.3, 43), 'repghostnet_058': (2.5, 60), 'repghostnet_080': (3.3, 96),
               'repghostnet_100': (4.1, 142), 'repghostnet_111': (4.5, 170), 'repghostnet_130': (5.5, 231),
               'repghostnet_150': (6.6, 301), 'repghostnet_200': (9.8, 516)}
 
@@ -143,7 +143,7 @@ def test_seed_table_params_and_flops(name):
   """FLOPs: conv + linear MACs of the deploy form. Params: the official count includes BN (thop's
   ``profile_origin`` sums every leaf module), i.e. the train form (== the official deploy form's
   count, which keeps the BNs outside the RepGhost modules); see the repghost module docstring."""
-  params_m, flops_m = SEED_TABLE[name]
+  params_m, flops_m = README_TABLE[name]
   deploy, train = gj.model_info(name, deploy=True), gj.model_info(name)
   assert round(deploy['macs'] / 1e6) == flops_m
   assert train['macs'] == deploy['macs']  # the identity BN adds no conv

@@ -17,7 +17,7 @@ KEEP, STEPS, CKPT_EVERY, EVAL_EVERY = 3, 30, 2, 4   # every eval step is a save 
 # The process holds ~1 GB (TensorFlow, XLA, tf.data). In short runs like this one the window moved
 # between -31 and +53 MB with no leak (caches still warming, tf.data/allocator noise); over the
 # 1000-step soak RSS rose 1047 -> 1094 MB in the first half and 1094 -> 1100 MB in the second
-# (README, crash safety). 150 MB is ~3x the worst short-run noise: it catches gross leaks only,
+# (docs/training.md, crash safety). 150 MB is ~3x the worst short-run noise: it catches gross leaks only,
 # e.g. an eval or save keeping a tf.data pipeline or an executable alive each time (a few MB to
 # tens of MB each, 8 evals and 15 saves here), not a slow drift; that is the soak script's job.
 RSS_BOUND_MB = 150
