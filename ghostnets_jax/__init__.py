@@ -12,7 +12,8 @@ Public API::
 from ghostnets_jax import convert
 from ghostnets_jax.convert import load_run
 from ghostnets_jax.registry import create_model, get_spec, list_models
-from ghostnets_jax.reparam import fold_bn, merge_branches, pad_kernel, reparameterize
+from ghostnets_jax.layers.fusion import fold_bn, merge_branches, pad_kernel
+from ghostnets_jax.reparam import reparameterize
 from ghostnets_jax.stats import model_info
 
 __version__ = '0.1.0'

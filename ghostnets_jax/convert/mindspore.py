@@ -23,9 +23,10 @@ import re
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from flax import traverse_util
 
 from ghostnets_jax import storage
-from ghostnets_jax.convert.pytorch import (CheckpointMismatchError, _flatten, _to_numpy,
+from ghostnets_jax.convert.pytorch import (CheckpointMismatchError, _to_numpy,
                                            convert_state_dict, to_torch)
 from ghostnets_jax.convert.rules import TorchRules
 from ghostnets_jax.registry import get_spec, list_models
@@ -168,13 +169,13 @@ def to_mindspore(name: str, variables: Mapping[str, Any],
   picks the naming scheme whose names they are when ``scheme`` is not given.
   """
   if scheme is None and shapes is not None and len(mindspore_schemes(name)) > 1:
-    flat = _flatten(variables)
+    flat = traverse_util.flatten_dict(variables)
     fits = [s for s, r in mindspore_schemes(name).items()
             if {_ms_key(r, p, flat) for p in flat} == set(shapes)]
     scheme = fits[0] if fits else None
   rules = get_mindspore_rules(name, scheme)
   torch_sd = to_torch(name, variables, rules=rules)
-  flat = _flatten(variables)
+  flat = traverse_util.flatten_dict(variables)
   out = {}
   for path, v in zip(flat, torch_sd.values()):
     key = _ms_key(rules, path, flat)

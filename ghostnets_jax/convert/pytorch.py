@@ -12,11 +12,12 @@ from typing import Any, Iterator, Mapping, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from ghostnets_jax import storage
 from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
 from ghostnets_jax.registry import create_model, get_spec
-from ghostnets_jax.reparam import fuse, fuse_variables
+from ghostnets_jax.reparam import reparameterize
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,26 +57,6 @@ def _flax_to_torch(v: np.ndarray, torch_shape: Optional[tuple[int, ...]] = None)
   return v
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    d = out
-    for k in path[:-1]:
-      d = d.setdefault(k, {})
-    d[path[-1]] = v
-  return out
-
-
 def normalize_state_dict(name: str, state_dict: Mapping[str, Any],
                          rules: Optional[TorchRules] = None) -> dict[str, np.ndarray]:
   """Unwraps ``{'state_dict': ...}``-style checkpoints, strips DDP prefixes, applies the family filter."""
@@ -102,14 +83,14 @@ def _deploy_layouts(model, input_size: int) -> Iterator[dict]:
   fused, conv + BN pairs kept, as timm ``reparameterize_model`` / official ``convert_to_deploy``
   save them), then our fully fused one (``to_torch(..., deploy=True)``)."""
   train = abstract_variables(model, input_size)
-  yield jax.eval_shape(functools.partial(fuse_variables, multi_branch_only=True), train)
+  yield jax.eval_shape(lambda v: reparameterize(model, v, multi_branch_only=True)[1], train)
   yield abstract_variables(model.clone(deploy=True), input_size)
 
 
 def _match(template: Mapping, sd: Mapping[str, np.ndarray], rules, deploy: bool):
   """Fills ``template``'s leaves from ``sd``: ``(flat, missing, unexpected, misshaped)``."""
   flat, missing, misshaped, used = {}, [], [], set()
-  for path, leaf in _flatten(template).items():
+  for path, leaf in traverse_util.flatten_dict(template).items():
     key = rules.key(path, deploy)
     if key not in sd:
       missing.append(key)
@@ -169,7 +150,8 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRul
   for layout in layouts:
     flat, missing, unexpected, misshaped = result = _match(layout, sd, rules, deploy)
     if not (missing or unexpected or misshaped):
-      return fuse(_unflatten(flat)) if deploy else _unflatten(flat)
+      variables = traverse_util.unflatten_dict(flat)
+      return reparameterize(model, variables)[1] if deploy else variables
     first = first or result
   _, missing, unexpected, misshaped = first
   lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
@@ -196,7 +178,7 @@ def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
   """
   rules = rules or get_torch_rules(get_spec(name).family)
   return {rules.key(path, deploy): np.ascontiguousarray(_flax_to_torch(np.asarray(v)))
-          for path, v in _flatten(variables).items()}
+          for path, v in traverse_util.flatten_dict(variables).items()}
 
 
 def load_torch_checkpoint(name: str, path: str, **kwargs: Any) -> dict:
