@@ -10,9 +10,10 @@ Public API::
   ghostnets_jax.load_run(workdir, step='latest', weights='auto')   # (model, variables) of a run
 """
 from ghostnets_jax import convert
+from ghostnets_jax import models  # noqa: F401  (importing the model files registers every model)
 from ghostnets_jax.convert import load_run
-from ghostnets_jax.registry import create_model, get_spec, list_models
 from ghostnets_jax.layers.fusion import fold_bn, merge_branches, pad_kernel
+from ghostnets_jax.registry import create_model, get_spec, list_models
 from ghostnets_jax.reparam import reparameterize
 from ghostnets_jax.stats import model_info
 

@@ -7,7 +7,7 @@ keys raise :class:`CheckpointMismatchError` naming them.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -15,8 +15,7 @@ import numpy as np
 from flax import traverse_util
 
 from ghostnets_jax import storage
-from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
-from ghostnets_jax.registry import create_model, get_spec
+from ghostnets_jax.registry import TorchRules, create_model, get_spec, list_models
 from ghostnets_jax.reparam import reparameterize
 
 
@@ -57,6 +56,29 @@ def _flax_to_torch(v: np.ndarray, torch_shape: Optional[tuple[int, ...]] = None)
   return v
 
 
+def get_torch_rules(name: str) -> TorchRules:
+  """The PyTorch naming rules declared on model ``name``'s registry entry."""
+  rules = get_spec(name).torch_rules
+  if rules is None:
+    known = [m for m in list_models() if get_spec(m).torch_rules is not None]
+    raise ValueError(f'no PyTorch weight mapping is declared for {name!r}. PyTorch checkpoints '
+                     f'load for: {", ".join(known) or "none"}. Declare one on the model\'s '
+                     'registry entry: register_model(..., torch_rules=TorchRules(...)).')
+  return rules
+
+
+def strip_prefix(state_dict: Mapping[str, Any], prefixes: Sequence[str] = ('module.', 'model.')) -> dict:
+  """Drops the wrapper prefix of DDP / EMA checkpoints from every key."""
+  out = {}
+  for k, v in state_dict.items():
+    for p in prefixes:
+      if k.startswith(p):
+        k = k[len(p):]
+        break
+    out[k] = v
+  return out
+
+
 def normalize_state_dict(name: str, state_dict: Mapping[str, Any],
                          rules: Optional[TorchRules] = None) -> dict[str, np.ndarray]:
   """Unwraps ``{'state_dict': ...}``-style checkpoints, strips DDP prefixes, applies the family filter."""
@@ -65,7 +87,7 @@ def normalize_state_dict(name: str, state_dict: Mapping[str, Any],
       state_dict = state_dict[key]
       break
   sd = strip_prefix(state_dict)
-  rules = rules or get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(name)
   if rules.filter is not None:
     sd = rules.filter(sd)
   return {k: v for k, v in sd.items() if not rules.ignored(k)}
@@ -121,7 +143,7 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
     num_classes: classifier size; inferred from the checkpoint's head when omitted.
     overrides: other module fields the model must be built with.
   """
-  return convert_state_dict(name, state_dict, get_torch_rules(get_spec(name).family), deploy=deploy,
+  return convert_state_dict(name, state_dict, get_torch_rules(name), deploy=deploy,
                             num_classes=num_classes, **overrides)
 
 
@@ -176,7 +198,7 @@ def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
   1x1 convolutions that we hold as ``Dense`` come back as 2-D weights; load with
   ``strict=False`` or reshape where the PyTorch model wants 4-D.
   """
-  rules = rules or get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(name)
   return {rules.key(path, deploy): np.ascontiguousarray(_flax_to_torch(np.asarray(v)))
           for path, v in traverse_util.flatten_dict(variables).items()}
 

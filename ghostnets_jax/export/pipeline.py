@@ -23,7 +23,7 @@ from flax import traverse_util
 
 from ghostnets_jax import storage
 from ghostnets_jax.convert import orbax_run
-from ghostnets_jax.convert.checkpoint import load_checkpoint
+from ghostnets_jax.convert.formats import load_checkpoint
 from ghostnets_jax.export.onnx import (ExportError, Verification, compare, export_onnx, jax_reference,
                                        sample_images, verify_onnx)
 from ghostnets_jax.export.rewrites import op_types
