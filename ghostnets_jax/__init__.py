@@ -15,7 +15,7 @@ from ghostnets_jax.convert import load_run
 from ghostnets_jax.layers.fusion import fold_bn, merge_branches, pad_kernel
 from ghostnets_jax.registry import create_model, get_spec, list_models
 from ghostnets_jax.reparam import reparameterize
-from ghostnets_jax.stats import model_info
+from ghostnets_jax.complexity import model_info
 
 __version__ = '0.1.0'
 __all__ = ['convert', 'create_model', 'fold_bn', 'get_spec', 'list_models', 'load_run',

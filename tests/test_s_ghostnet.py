@@ -12,7 +12,7 @@ import torch
 import ghostnets_jax as gj
 from ghostnets_jax.models.ghostnet import GhostBottleneck
 from ghostnets_jax.reference_torch.s_ghostnet import ARCHS, Bottleneck, TorchSGhostNet
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import assert_logits_match, calibrate_bn, images, randomize_bn, torch_forward
 
