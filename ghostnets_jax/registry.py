@@ -95,7 +95,7 @@ class ModelSpec:
 
   Attributes:
     name: registry name, e.g. ``ghostnet_100``.
-    family: model file it lives in (keys the weight converters).
+    family: model file it lives in.
     builder: ``(**module_fields) -> nn.Module``.
     input_size: default (square) training/eval resolution.
     crop_pct, interpolation, mean, std: eval preprocessing (timm conventions).

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import subprocess
+import sys
 from typing import Iterator, Mapping, Optional
 
 PKG = 'ghostnets_jax'
@@ -135,3 +137,14 @@ def test_no_import_cycle_between_parts():
   cycle = find_cycle(graph)
   assert cycle is None, 'import cycle between parts: ' + ' -> '.join(cycle) + '\n' + '\n'.join(
       f'  {a} -> {b}: {where[(a, b)]}' for a, b in zip(cycle, cycle[1:]))
+
+
+def test_importing_convert_loads_no_converter_dependency():
+  """``ghostnets_jax.convert`` loads its converters on first use (module ``__getattr__``)."""
+  code = ('import sys, ghostnets_jax.convert as c\n'
+          'heavy = ("orbax.checkpoint", "torch", "mindspore", "ghostnets_jax.convert.pytorch")\n'
+          'print(sorted(m for m in heavy if m in sys.modules))\n'
+          'c.from_torch\n'
+          'print("ghostnets_jax.convert.pytorch" in sys.modules)\n')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+  assert out.stdout.split('\n')[:2] == ['[]', 'True'], out.stdout + out.stderr

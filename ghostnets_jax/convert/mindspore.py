@@ -55,7 +55,7 @@ def get_mindspore_rules(name: str, scheme: Optional[str] = None) -> TorchRules:
   schemes = mindspore_schemes(name)
   if not schemes:
     known = [m for m in list_models() if mindspore_schemes(m)]
-    raise ValueError(f'no MindSpore parameter mapping is registered for {name!r} (family '
+    raise ValueError(f'no MindSpore parameter mapping is declared for {name!r} (family '
                      f'{get_spec(name).family!r}). MindSpore checkpoints load for: '
                      f'{", ".join(known) or "none"}. Declare them on the model\'s registry entry: '
                      'register_model(..., mindspore_rules=(MindSporeRules(...),)).')
