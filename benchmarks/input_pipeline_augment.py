@@ -29,6 +29,9 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ghostnets_jax.data import augment  # noqa: E402
+from ghostnets_jax.registry import get_spec  # noqa: E402
+
+MODEL = 'ghostnet_100'   # whose preprocessing (mean/std) the pipeline applies
 
 
 def _photos() -> list[np.ndarray]:
@@ -66,10 +69,11 @@ def make_jpegs(n: int = 64, seed: int = 0, size: tuple[int, int] = (500, 375)) -
 
 def train_map(aa: str | None, reprob: float = 0., img_size: int = 224, base_seed: int = 0):
   """(index, jpeg) -> normalised float32 image: the training transform being measured."""
-  aug = augment.build_train_ops(aa, img_size=img_size)
+  spec = get_spec(MODEL)   # the normalisation (and fill colour) of the model being fed
+  aug = augment.build_train_ops(aa, img_size=img_size, mean=spec.mean)
   erase = augment.build_random_erasing(reprob, mode='pixel')
-  mean = tf.constant(augment.IMAGENET_MEAN) * 255.
-  std = tf.constant(augment.IMAGENET_STD) * 255.
+  mean = tf.constant(spec.mean) * 255.
+  std = tf.constant(spec.std) * 255.
 
   def fn(index, jpeg):
     seed = tf.stack([tf.constant(base_seed, tf.int64), index])

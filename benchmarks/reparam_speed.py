@@ -21,7 +21,7 @@ import numpy as np
 
 import ghostnets_jax as gj
 from ghostnets_jax.initialize import init_variables
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 
 
 def _random_bn_stats(variables: dict, seed: int = 0) -> dict:

@@ -18,8 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ghostnets_jax import models  # noqa: F401  (importing the model files registers every model)
+from ghostnets_jax.layers.fusion import fold_bn, merge_branches, pad_kernel
 from ghostnets_jax.registry import create_model, get_spec, list_models
-from ghostnets_jax.reparam import fold_bn, merge_branches, pad_kernel, reparameterize
+from ghostnets_jax.reparam import reparameterize
 
 # The one version source: pyproject.toml reads it (``version = {attr = ...}``), and so does
 # importlib.metadata.version('ghostnets_jax') once installed.
@@ -29,7 +31,7 @@ __version__ = '0.1.0'
 _LAZY = {
     'convert': ('ghostnets_jax.convert', None),
     'load_run': ('ghostnets_jax.convert', 'load_run'),
-    'model_info': ('ghostnets_jax.stats', 'model_info'),
+    'model_info': ('ghostnets_jax.complexity', 'model_info'),
 }
 
 

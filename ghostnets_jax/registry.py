@@ -1,15 +1,92 @@
-"""The one registry of models: names, builders and default configs (input size, paper, top-1)."""
+"""The one registry of models: names, builders and what each model is, as data.
+
+A model file registers each variant with :func:`register_model`, declaring on its entry the
+default config (input size, mean/std, crop, interpolation), the paper and published top-1, and
+how its weights are named in PyTorch (:class:`TorchRules`) and MindSpore
+(:class:`MindSporeRules`) checkpoints. Everything else (weight conversion, export, training,
+benchmarks) reads models through :func:`get_spec` / :func:`create_model` only.
+
+This module imports nothing of ghostnets_jax: the package ``__init__`` imports the model files,
+which fills the registry.
+"""
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import fnmatch
-from typing import Any, Callable, Optional
+import re
+from typing import Any, Callable, Optional, Sequence, Union
 
 import flax.linen as nn
 
+# torchvision / timm ImageNet normalisation: the package's one copy.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Replacement = Union[str, Callable[[re.Match], str]]
+
+# Flax leaf (collection, name) -> PyTorch leaf name.
+LEAF_NAMES = {('params', 'kernel'): 'weight', ('params', 'scale'): 'weight',
+              ('params', 'bias'): 'bias', ('batch_stats', 'mean'): 'running_mean',
+              ('batch_stats', 'var'): 'running_var'}
+
+
+@dataclasses.dataclass(frozen=True)
+class TorchRules:
+  """How a model's PyTorch checkpoints are named.
+
+  A flax leaf path such as ``params/blocks_1_0/ghost1/primary_conv/conv/kernel`` is first turned
+  into ``blocks_1_0.ghost1.primary_conv.conv.weight`` (collection dropped, ``/`` -> ``.``, leaf
+  renamed: kernel/scale -> weight, mean -> running_mean, var -> running_var), then ``rules``
+  rewrite it into the PyTorch key (``blocks.1.0.ghost1.primary_conv.0.weight``).
+
+  Attributes:
+    rules: ``(pattern, replacement)`` regex substitutions applied in order to the dotted path.
+    head_key: state-dict key of the classifier weight (used to infer ``num_classes``).
+    ignore: patterns of checkpoint keys that carry no weights (e.g. ``num_batches_tracked``).
+    filter: normalises a raw checkpoint dict (official names -> reference names) before mapping.
+    deploy_rules: rules for the re-parameterized (deploy) form, when they differ.
+  """
+  rules: Sequence[tuple[str, Replacement]]
+  head_key: Optional[str] = 'classifier.weight'
+  ignore: Sequence[str] = (r'num_batches_tracked$',)
+  filter: Optional[Callable[[dict], dict]] = None
+  deploy_rules: Optional[Sequence[tuple[str, Replacement]]] = None
+
+  def key(self, path: Sequence[str], deploy: bool = False) -> str:
+    collection, *mods, leaf = path
+    name = '.'.join(mods + [LEAF_NAMES.get((collection, leaf), leaf)])
+    rules = self.deploy_rules if deploy and self.deploy_rules is not None else self.rules
+    for pattern, repl in rules:
+      name = re.sub(pattern, repl, name)
+    return name
+
+  def ignored(self, key: str) -> bool:
+    return any(re.search(p, key) for p in self.ignore)
+
+
+@dataclasses.dataclass(frozen=True)
+class MindSporeRules:
+  """One MindSpore naming scheme of a model.
+
+  MindSpore names parameters by cell path like PyTorch and differs only in BatchNorm leaves
+  (``gamma``/``beta``/``moving_mean``/``moving_variance``), so ``rules`` are :class:`TorchRules`
+  that spell the MindSpore model file's cell paths.
+
+  Attributes:
+    scheme: name of the MindSpore code that writes such checkpoints (``'mindcv'``, ``'model_zoo'``).
+    rules: the cell-path rules.
+    source: where that code is (repository, version, file).
+  """
+  scheme: str
+  rules: TorchRules
+  source: str = ''
+
+
+def blocks_index(prefix: str, torch_prefix: str) -> tuple[str, Callable[[re.Match], str]]:
+  """Rule turning ``{prefix}_3_1`` into ``{torch_prefix}.3.1`` (flax names cannot hold dots)."""
+  return (rf'(^|\.){prefix}((?:_\d+)+)(?=\.)',
+          lambda m: m.group(1) + torch_prefix + m.group(2).replace('_', '.'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,13 +95,15 @@ class ModelSpec:
 
   Attributes:
     name: registry name, e.g. ``ghostnet_100``.
-    family: model file it lives in (keys the weight converters).
+    family: model file it lives in.
     builder: ``(**module_fields) -> nn.Module``.
     input_size: default (square) training/eval resolution.
     crop_pct, interpolation, mean, std: eval preprocessing (timm conventions).
     paper, paper_url: where the architecture comes from.
     top1: published ImageNet-1k top-1 (%), ``top1_source`` says where it was published.
     reference: the PyTorch reference used by the parity tests (``timm:<name>``, ``torchvision:<name>``).
+    torch_rules: names of its PyTorch checkpoints (None: no PyTorch mapping).
+    mindspore_rules: its MindSpore naming schemes, tried in order.
   """
   name: str
   family: str
@@ -39,13 +118,15 @@ class ModelSpec:
   top1: Optional[float] = None
   top1_source: str = ''
   reference: Optional[str] = None
+  torch_rules: Optional[TorchRules] = None
+  mindspore_rules: tuple[MindSporeRules, ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(family: str, **cfg: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-  """Decorator registering a builder function under its own name."""
+  """Decorator registering a builder function under its own name; ``cfg``: :class:`ModelSpec` fields."""
   def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     name = fn.__name__
     if name in _REGISTRY:
@@ -55,19 +136,13 @@ def register_model(family: str, **cfg: Any) -> Callable[[Callable[..., nn.Module
   return deco
 
 
-def _ensure_loaded() -> None:
-  import ghostnets_jax.models  # noqa: F401  (registers every family)
-
-
 def list_models(pattern: str = '*') -> list[str]:
   """Registered model names matching a shell-style ``pattern``, sorted."""
-  _ensure_loaded()
   return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def get_spec(name: str) -> ModelSpec:
   """The :class:`ModelSpec` of ``name``; unknown names raise a ``ValueError`` with suggestions."""
-  _ensure_loaded()
   if name not in _REGISTRY:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
     hint = f' Did you mean: {", ".join(close)}?' if close else ''

@@ -26,6 +26,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import timm.data.auto_augment as T
+from timm.data import IMAGENET_DEFAULT_MEAN
 from timm.data.random_erasing import RandomErasing
 import tensorflow as tf
 
@@ -33,7 +34,7 @@ from ghostnets_jax.data import augment as A
 
 pytestmark = pytest.mark.xdist_group('augment')
 
-FILL = (124, 116, 104)            # timm's img_mean for the ImageNet mean
+FILL = tuple(round(255 * v) for v in IMAGENET_DEFAULT_MEAN)   # timm's img_mean: (124, 116, 104)
 EXACT, FLOAT_MAD, NEAREST_MAD = 0., 0.01, 0.05
 RESAMPLE = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC, 'nearest': Image.NEAREST}
 HPARAMS = dict(translate_const=100, img_mean=FILL)
@@ -236,12 +237,12 @@ def test_bad_specs_raise(spec, match):
 def test_no_augmentation_specs():
   img = natural_images()[0]
   for spec in (None, '', 'none'):
-    np.testing.assert_array_equal(A.build_train_ops(spec)(img, tf.constant([0, 1])).numpy(), img)
+    np.testing.assert_array_equal(A.build_train_ops(spec, mean=IMAGENET_DEFAULT_MEAN)(img, tf.constant([0, 1])).numpy(), img)
 
 
 @functools.lru_cache(maxsize=None)
 def compiled(spec: str, img_size: int = 112):
-  fn = A.build_train_ops(spec, img_size=img_size)
+  fn = A.build_train_ops(spec, img_size=img_size, mean=IMAGENET_DEFAULT_MEAN)
   return tf.function(fn, input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
                                           tf.TensorSpec([2], tf.int64)])
 
@@ -311,7 +312,7 @@ def test_deterministic_and_same_in_tf_data():
   magnitude noise (mstd) is seeded too."""
   imgs = natural_images()[:3]
   img = imgs[0]
-  eager = A.build_train_ops('rand-m9-n2-mstd0.5-inc1', img_size=112)
+  eager = A.build_train_ops('rand-m9-n2-mstd0.5-inc1', img_size=112, mean=IMAGENET_DEFAULT_MEAN)
   graph = compiled('rand-m9-n2-mstd0.5-inc1')
   seeds = [tf.constant([5, i], tf.int64) for i in range(12)]
   first = [graph(img, s).numpy() for s in seeds]

@@ -10,7 +10,7 @@ import pytest
 import ghostnets_jax as gj
 from ghostnets_jax.convert import (CheckpointFormat, CheckpointMismatchError, from_mindspore,
                                    load_checkpoint, register_checkpoint_format, to_mindspore)
-from ghostnets_jax.convert.checkpoint import CHECKPOINT_FORMATS
+from ghostnets_jax.convert.formats import CHECKPOINT_FORMATS
 from tests.ms_ref import ZooGhostNet, randomize
 
 pytestmark = pytest.mark.xdist_group('mindspore_zoo')

@@ -24,7 +24,7 @@ import torchvision
 import ghostnets_jax as gj
 from ghostnets_jax.export import export_onnx, verify_onnx
 from ghostnets_jax.layers import BlockSpec, Bottleneck, max_pool_3x3_s2
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from ghostnets_jax import reference_torch
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply
 from ghostnets_jax.reference_torch.g_ghost import (OFFICIAL_WIDTHS, GGhostRegNet, GGhostResNet,

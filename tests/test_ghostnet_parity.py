@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ghostnets_jax as gj
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import FAST_COMPILE, jitted_apply
 from tests.torch_ref import assert_logits_match, images, timm_model, torch_forward
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ghostnets_jax as gj
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
                            one_per_architecture)
 from tests.torch_ref import reference_param_count

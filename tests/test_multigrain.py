@@ -11,7 +11,7 @@ import torchvision
 import ghostnets_jax as gj
 from ghostnets_jax.layers import GeM, gem_pool
 from ghostnets_jax.reference_torch.multigrain import TorchMultiGrain
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import images, randomize_bn, torch_forward
 

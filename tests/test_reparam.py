@@ -12,8 +12,8 @@ import pytest
 
 import ghostnets_jax as gj
 from ghostnets_jax.layers import BatchNorm, Conv2d, ConvBN, RepConvBN
-from ghostnets_jax.reparam import identity_kernel
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.layers.fusion import identity_kernel
+from ghostnets_jax.complexity import param_count
 from tests.helpers import (FAST_COMPILE, SMALL, compiled_cases, jitted_apply, model_and_variables,
                            randomize_bn_stats)
 

@@ -15,7 +15,7 @@ import torch
 from timm.utils import reparameterize_model
 
 import ghostnets_jax as gj
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply
 from tests.torch_ref import assert_logits_match, images, timm_model, torch_forward
 

@@ -12,7 +12,7 @@ import torch
 import ghostnets_jax as gj
 from ghostnets_jax.models.ghostnet import GhostBottleneck
 from ghostnets_jax.reference_torch.s_ghostnet import ARCHS, Bottleneck, TorchSGhostNet
-from ghostnets_jax.stats import param_count
+from ghostnets_jax.complexity import param_count
 from tests.helpers import FAST_COMPILE, SMALL, jitted_apply, model_and_variables
 from tests.torch_ref import assert_logits_match, calibrate_bn, images, randomize_bn, torch_forward
 
@@ -157,7 +157,7 @@ def test_block_matches_torch_and_drop_path_hits_the_residual_branch(cin, cout, s
   x = images((4, 10, 10, cin), seed=2)
   shapes = jax.eval_shape(block.init, jax.random.PRNGKey(0), x)
   # convert with the family rules: prefix the block as a model's first block
-  rules = gj.convert.get_torch_rules('s_ghostnet')
+  rules = gj.convert.get_torch_rules('s_ghostnet_b1')
   sd = {f'blocks.0.0.{k}': v.numpy() for k, v in ref.state_dict().items()}
   flat = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]:

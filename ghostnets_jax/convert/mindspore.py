@@ -5,12 +5,12 @@ MindSpore names a parameter by its cell path, like PyTorch, and stores the same 
 ``beta``, ``moving_mean``, ``moving_variance``. So a MindSpore checkpoint becomes a PyTorch-layout
 state dict by renaming those leaves, and the PyTorch engine
 (:func:`~ghostnets_jax.convert.pytorch.convert_state_dict`) maps it with *MindSpore naming
-rules*: a :class:`~ghostnets_jax.convert.rules.TorchRules` that spells the cell paths of the
+rules*: a :class:`~ghostnets_jax.registry.TorchRules` that spells the cell paths of the
 MindSpore model file.
 
-Rules are registered per model name or per family (the name is tried first), next to the model
-like the PyTorch rules, each under the name of its *naming scheme* (the MindSpore code that
-wrote the checkpoint): ``register_mindspore_rules('ghostnet_100', rules, scheme='mindcv')``.
+A model declares its rules on its registry entry, each under the name of its *naming scheme*
+(the MindSpore code that wrote the checkpoint):
+``register_model(..., mindspore_rules=(MindSporeRules('mindcv', rules, source),))``.
 A model may have several schemes (GhostNet: mindcv 0.3.0 and the MindSpore model zoo's
 ``research/cv/ghostnet``); :func:`from_mindspore` picks the one whose names the checkpoint
 uses (or the one given as ``scheme=``), and a checkpoint that fits none raises an error naming
@@ -23,12 +23,12 @@ import re
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from flax import traverse_util
 
 from ghostnets_jax import storage
-from ghostnets_jax.convert.pytorch import (CheckpointMismatchError, _flatten, _to_numpy,
+from ghostnets_jax.convert.pytorch import (CheckpointMismatchError, _to_numpy,
                                            convert_state_dict, to_torch)
-from ghostnets_jax.convert.rules import TorchRules
-from ghostnets_jax.registry import get_spec, list_models
+from ghostnets_jax.registry import TorchRules, get_spec, list_models
 
 MS_TO_TORCH_LEAF = {'gamma': 'weight', 'beta': 'bias', 'moving_mean': 'running_mean',
                     'moving_variance': 'running_var'}
@@ -40,35 +40,14 @@ OPTIMIZER_STATE = re.compile(
     r'learning_rate|global_step|momentum|beta1_power|beta2_power|scale_sense|loss_scale|'
     r'current_iterator_step|last_overflow_iterator_step|epoch_num|step_num)(\.|$)')
 
-_RULES: dict[str, dict[str, TorchRules]] = {}   # model name or family -> {scheme: rules}
-_SOURCES: dict[tuple[str, str], str] = {}
-
-
-def register_mindspore_rules(key: str, rules: TorchRules, scheme: str = 'model_zoo',
-                             source: str = '') -> TorchRules:
-  """Registers the MindSpore parameter names of a model (``key`` = model name) or family under
-  the naming ``scheme`` (the MindSpore code that writes them; ``source`` says where it is)."""
-  _RULES.setdefault(key, {})[scheme] = rules
-  if source:
-    _SOURCES[(key, scheme)] = source
-  return rules
-
-
 def mindspore_schemes(name: str) -> dict[str, TorchRules]:
-  """``{scheme: rules}`` of model ``name`` (its own schemes first, then its family's)."""
-  family = get_spec(name).family
-  out: dict[str, TorchRules] = {}
-  for key in (name, family):
-    for scheme, rules in _RULES.get(key, {}).items():
-      out.setdefault(scheme, rules)
-  return out
+  """``{scheme: rules}`` of model ``name``, as declared on its registry entry."""
+  return {m.scheme: m.rules for m in get_spec(name).mindspore_rules}
 
 
 def _describe(name: str, schemes) -> str:
-  family = get_spec(name).family
-  return ', '.join(f"'{s}'" + (f' ({_SOURCES.get((name, s)) or _SOURCES.get((family, s))})'
-                               if _SOURCES.get((name, s)) or _SOURCES.get((family, s)) else '')
-                   for s in schemes)
+  sources = {m.scheme: m.source for m in get_spec(name).mindspore_rules}
+  return ', '.join(f"'{s}'" + (f' ({sources[s]})' if sources.get(s) else '') for s in schemes)
 
 
 def get_mindspore_rules(name: str, scheme: Optional[str] = None) -> TorchRules:
@@ -76,10 +55,10 @@ def get_mindspore_rules(name: str, scheme: Optional[str] = None) -> TorchRules:
   schemes = mindspore_schemes(name)
   if not schemes:
     known = [m for m in list_models() if mindspore_schemes(m)]
-    raise ValueError(f'no MindSpore parameter mapping is registered for {name!r} (family '
+    raise ValueError(f'no MindSpore parameter mapping is declared for {name!r} (family '
                      f'{get_spec(name).family!r}). MindSpore checkpoints load for: '
-                     f'{", ".join(known) or "none"}. Add rules with '
-                     'ghostnets_jax.convert.register_mindspore_rules next to the model.')
+                     f'{", ".join(known) or "none"}. Declare them on the model\'s registry entry: '
+                     'register_model(..., mindspore_rules=(MindSporeRules(...),)).')
   if scheme is None and len(schemes) == 1:
     return next(iter(schemes.values()))
   if scheme not in schemes:
@@ -168,13 +147,13 @@ def to_mindspore(name: str, variables: Mapping[str, Any],
   picks the naming scheme whose names they are when ``scheme`` is not given.
   """
   if scheme is None and shapes is not None and len(mindspore_schemes(name)) > 1:
-    flat = _flatten(variables)
+    flat = traverse_util.flatten_dict(variables)
     fits = [s for s, r in mindspore_schemes(name).items()
             if {_ms_key(r, p, flat) for p in flat} == set(shapes)]
     scheme = fits[0] if fits else None
   rules = get_mindspore_rules(name, scheme)
   torch_sd = to_torch(name, variables, rules=rules)
-  flat = _flatten(variables)
+  flat = traverse_util.flatten_dict(variables)
   out = {}
   for path, v in zip(flat, torch_sd.values()):
     key = _ms_key(rules, path, flat)

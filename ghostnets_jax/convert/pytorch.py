@@ -7,16 +7,16 @@ keys raise :class:`CheckpointMismatchError` naming them.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from ghostnets_jax import storage
-from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
-from ghostnets_jax.registry import create_model, get_spec
-from ghostnets_jax.reparam import fuse, fuse_variables
+from ghostnets_jax.registry import TorchRules, create_model, get_spec, list_models
+from ghostnets_jax.reparam import reparameterize
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,23 +56,26 @@ def _flax_to_torch(v: np.ndarray, torch_shape: Optional[tuple[int, ...]] = None)
   return v
 
 
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+def get_torch_rules(name: str) -> TorchRules:
+  """The PyTorch naming rules declared on model ``name``'s registry entry."""
+  rules = get_spec(name).torch_rules
+  if rules is None:
+    known = [m for m in list_models() if get_spec(m).torch_rules is not None]
+    raise ValueError(f'no PyTorch weight mapping is declared for {name!r}. PyTorch checkpoints '
+                     f'load for: {", ".join(known) or "none"}. Declare one on the model\'s '
+                     'registry entry: register_model(..., torch_rules=TorchRules(...)).')
+  return rules
+
+
+def strip_prefix(state_dict: Mapping[str, Any], prefixes: Sequence[str] = ('module.', 'model.')) -> dict:
+  """Drops the wrapper prefix of DDP / EMA checkpoints from every key."""
   out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
-  out: dict = {}
-  for path, v in flat.items():
-    d = out
-    for k in path[:-1]:
-      d = d.setdefault(k, {})
-    d[path[-1]] = v
+  for k, v in state_dict.items():
+    for p in prefixes:
+      if k.startswith(p):
+        k = k[len(p):]
+        break
+    out[k] = v
   return out
 
 
@@ -84,7 +87,7 @@ def normalize_state_dict(name: str, state_dict: Mapping[str, Any],
       state_dict = state_dict[key]
       break
   sd = strip_prefix(state_dict)
-  rules = rules or get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(name)
   if rules.filter is not None:
     sd = rules.filter(sd)
   return {k: v for k, v in sd.items() if not rules.ignored(k)}
@@ -102,14 +105,14 @@ def _deploy_layouts(model, input_size: int) -> Iterator[dict]:
   fused, conv + BN pairs kept, as timm ``reparameterize_model`` / official ``convert_to_deploy``
   save them), then our fully fused one (``to_torch(..., deploy=True)``)."""
   train = abstract_variables(model, input_size)
-  yield jax.eval_shape(functools.partial(fuse_variables, multi_branch_only=True), train)
+  yield jax.eval_shape(lambda v: reparameterize(model, v, multi_branch_only=True)[1], train)
   yield abstract_variables(model.clone(deploy=True), input_size)
 
 
 def _match(template: Mapping, sd: Mapping[str, np.ndarray], rules, deploy: bool):
   """Fills ``template``'s leaves from ``sd``: ``(flat, missing, unexpected, misshaped)``."""
   flat, missing, misshaped, used = {}, [], [], set()
-  for path, leaf in _flatten(template).items():
+  for path, leaf in traverse_util.flatten_dict(template).items():
     key = rules.key(path, deploy)
     if key not in sd:
       missing.append(key)
@@ -140,7 +143,7 @@ def from_torch(name: str, state_dict: Mapping[str, Any], *, deploy: bool = False
     num_classes: classifier size; inferred from the checkpoint's head when omitted.
     overrides: other module fields the model must be built with.
   """
-  return convert_state_dict(name, state_dict, get_torch_rules(get_spec(name).family), deploy=deploy,
+  return convert_state_dict(name, state_dict, get_torch_rules(name), deploy=deploy,
                             num_classes=num_classes, **overrides)
 
 
@@ -169,7 +172,8 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any], rules: TorchRul
   for layout in layouts:
     flat, missing, unexpected, misshaped = result = _match(layout, sd, rules, deploy)
     if not (missing or unexpected or misshaped):
-      return fuse(_unflatten(flat)) if deploy else _unflatten(flat)
+      variables = traverse_util.unflatten_dict(flat)
+      return reparameterize(model, variables)[1] if deploy else variables
     first = first or result
   _, missing, unexpected, misshaped = first
   lines = [f'checkpoint does not match model {name!r}{" (deploy form)" if deploy else ""}:']
@@ -194,9 +198,9 @@ def to_torch(name: str, variables: Mapping[str, Any], *, deploy: bool = False,
   1x1 convolutions that we hold as ``Dense`` come back as 2-D weights; load with
   ``strict=False`` or reshape where the PyTorch model wants 4-D.
   """
-  rules = rules or get_torch_rules(get_spec(name).family)
+  rules = rules or get_torch_rules(name)
   return {rules.key(path, deploy): np.ascontiguousarray(_flax_to_torch(np.asarray(v)))
-          for path, v in _flatten(variables).items()}
+          for path, v in traverse_util.flatten_dict(variables).items()}
 
 
 def load_torch_checkpoint(name: str, path: str, **kwargs: Any) -> dict:

@@ -6,7 +6,8 @@ deterministic given a seed (stateless random ops only). Every op also runs eager
 
 Entry points for the input pipeline:
 
-  train_ops = build_train_ops('rand-m9-mstd0.5', img_size=224)       # or 'original', 'v0-mstd0.5'
+  mean = ghostnets_jax.get_spec(model_name).mean                     # the model's normalisation
+  train_ops = build_train_ops('rand-m9-mstd0.5', img_size=224, mean=mean)  # or 'original', ...
   image = train_ops(image_uint8_hwc, seed)                            # seed: int32/int64 tensor [2]
 
   erase = build_random_erasing(probability=0.2, mode='pixel')         # after normalisation
@@ -43,7 +44,7 @@ from typing import Callable, Sequence
 import tensorflow as tf
 
 __all__ = [
-  'IMAGENET_MEAN', 'IMAGENET_STD', 'AugmentSpec', 'parse_spec', 'build_train_ops', 'rand_augment',
+  'AugmentSpec', 'parse_spec', 'build_train_ops', 'rand_augment',
   'auto_augment', 'auto_augment_policy', 'apply_op', 'level_to_arg', 'named_op', 'Hparams',
   'OP_NAMES', 'GEOMETRIC_OPS', 'RAND_TRANSFORMS', 'RAND_INCREASING_TRANSFORMS',
   'random_erasing', 'build_random_erasing',
@@ -54,8 +55,6 @@ __all__ = [
   'apply_color_jitter',
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LEVEL_DENOM = 10.  # magnitude M maps to level M / 10 of each op's range (timm's _LEVEL_DENOM)
 INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic')
 
@@ -874,11 +873,12 @@ def parse_spec(spec: str | None) -> AugmentSpec:
                    f'AutoAugment policies {", ".join(_AA_POLICIES)}')
 
 
-def build_train_ops(spec: str | None, img_size: int | Sequence[int] = 224,
-                    mean: Sequence[float] = IMAGENET_MEAN, interpolation: str = 'random',
+def build_train_ops(spec: str | None, img_size: int | Sequence[int] = 224, *,
+                    mean: Sequence[float], interpolation: str = 'random',
                     ) -> Callable[[Image, Seed], Image]:
   """`(image_uint8_hwc, seed[2]) -> image_uint8_hwc` for a timm `--aa` string, with the hparams
-  timm's `create_transform` passes: fill = uint8 mean, translate_const = int(0.45 * min size),
+  timm's `create_transform` passes: fill = uint8 `mean` (the model's normalisation mean,
+  `get_spec(name).mean`), translate_const = int(0.45 * min size),
   resampling `interpolation` ('random' = bilinear or bicubic per op, timm's default)."""
   parsed = parse_spec(spec)
   size = min(img_size) if isinstance(img_size, Sequence) else img_size

@@ -1,7 +1,9 @@
 """Host-side image preprocessing ops (TensorFlow, stateless RNG), composed from spec strings.
 
 An op spec is ``name`` or ``name(arg, key=value)`` (Python literals); a pipeline is ops joined by
-``|``, e.g. ``inception_crop(224)|flip_lr|normalize``. Each op is ``fn(image, seed) -> image``:
+``|``, e.g. ``inception_crop(224)|flip_lr|normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))``
+(mean/std are the model's, ``get_spec(name).mean/std``: :func:`train_spec` and :func:`eval_spec`
+write them in). Each op is ``fn(image, seed) -> image``:
 ``image`` is the encoded string before the first decoding op and a ``uint8`` HWC tensor after it
 (``normalize`` turns it into float32); ``seed`` is a stateless seed ``int64[2]`` that the
 composer derives per op from the element's seed, so every example is augmented identically
@@ -17,8 +19,6 @@ import math
 from typing import Any, Callable, Sequence
 
 import tensorflow as tf
-
-from ghostnets_jax.registry import IMAGENET_MEAN, IMAGENET_STD
 
 Op = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 _OPS: dict[str, Callable[..., Op]] = {}
@@ -62,21 +62,8 @@ def parse_op(spec: str) -> tuple[str, tuple, dict]:
 def get_op(spec: str) -> Op:
   name, args, kwargs = parse_op(spec)
   if name not in _OPS:
-    _load_plugins()
-  if name not in _OPS:
     raise ValueError(f'unknown preprocessing op {name!r} in {spec!r}; registered ops: {list_ops()}')
   return _OPS[name](*args, **kwargs)
-
-
-def _load_plugins() -> None:
-  """Imports optional op modules (they register themselves) when they exist."""
-  import importlib
-  for mod in ('ghostnets_jax.data.augment',):
-    try:
-      importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-      if e.name != mod:
-        raise
 
 
 def split_spec(spec: str) -> list[str]:
@@ -200,16 +187,15 @@ def resize_crop(size: int, crop_pct: float = 0.875, interpolation: str = 'bicubi
 
 
 @register_op('normalize')
-def normalize(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Op:
-  """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std``."""
+def normalize(mean: Sequence[float], std: Sequence[float]) -> Op:
+  """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std`` (the model's ``get_spec(name).mean/std``)."""
   m = tf.constant(mean, tf.float32) * 255.0
   s = tf.constant(std, tf.float32) * 255.0
   return lambda image, seed: (tf.cast(image, tf.float32) - m) / s
 
 
 @register_op('timm_augment')
-def timm_augment(spec: str, size: int = 224, mean: Sequence[float] = IMAGENET_MEAN,
-                 interpolation: str = 'random') -> Op:
+def timm_augment(spec: str, size: int, mean: Sequence[float], interpolation: str = 'random') -> Op:
   """timm's ``--aa`` string (``rand-m9-mstd0.5``, ``original``, ``v0``, ...) on the uint8 crop:
   RandAugment / AutoAugment of :mod:`ghostnets_jax.data.augment`, fill colour = ``mean``."""
   from ghostnets_jax.data import augment

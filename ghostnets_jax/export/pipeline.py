@@ -19,11 +19,11 @@ import flax.linen as nn
 import jax
 import numpy as np
 import onnx
+from flax import traverse_util
 
 from ghostnets_jax import storage
 from ghostnets_jax.convert import orbax_run
-from ghostnets_jax.convert.checkpoint import load_checkpoint
-from ghostnets_jax.convert.pytorch import _flatten
+from ghostnets_jax.convert.formats import load_checkpoint
 from ghostnets_jax.export.onnx import (ExportError, Verification, compare, export_onnx, jax_reference,
                                        sample_images, verify_onnx)
 from ghostnets_jax.export.rewrites import op_types
@@ -84,8 +84,8 @@ def num_classes_of(name: str, variables: Mapping[str, Any]) -> int:
   def shapes(n):
     model = create_model(name, num_classes=n)
     x = jax.ShapeDtypeStruct((1, 64, 64, getattr(model, 'in_chans', 3)), jax.numpy.float32)
-    return _flatten(jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x))
-  one, two, have = shapes(1), shapes(2), _flatten(variables)
+    return traverse_util.flatten_dict(jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), x))
+  one, two, have = shapes(1), shapes(2), traverse_util.flatten_dict(variables)
   for path, leaf in one.items():
     if leaf.shape != two[path].shape and path in have:
       return int(have[path].shape[-1])

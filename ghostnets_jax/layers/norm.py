@@ -40,10 +40,6 @@ def batch_norm_groups(num_groups: int) -> Iterator[None]:
     _bn_num_groups.reset(token)
 
 
-def current_batch_norm_groups() -> int:
-  return _bn_num_groups.get()
-
-
 @contextlib.contextmanager
 def frozen_batch_norm(frozen: bool = True) -> Iterator[None]:
   """Inside (``frozen=True``), BatchNorm normalises with its running statistics and leaves them

@@ -3,8 +3,8 @@
 Train form (RepVGG / MobileOne style): ``act(sum_i bn_i(conv_kxk_i(x)) + bn(conv_1x1(x)) + bn(x))``
 with ``N`` parallel kxk ConvBN branches, an optional 1x1 ConvBN "scale" branch and an optional
 identity branch (a BatchNorm on the input). All branches share stride and groups, so their sum
-is one linear map: :func:`ghostnets_jax.reparam.fold_bn` each branch, pad the 1x1 kernel to kxk,
-write the identity as a kernel, and add (:func:`ghostnets_jax.reparam.merge_branches`).
+is one linear map: :func:`~ghostnets_jax.layers.fusion.fold_bn` each branch, pad the 1x1 kernel to kxk,
+write the identity as a kernel, and add (:func:`~ghostnets_jax.layers.fusion.merge_branches`).
 
 RepGhost's cheap op is ``RepConvBN(c, 3, groups=c, use_identity=True)`` (one depthwise branch
 beside an identity BN); GhostNetV3 uses three kxk branches with a scale (and identity) branch.
@@ -20,8 +20,8 @@ from ghostnets_jax.layers.activations import get_act
 from ghostnets_jax.layers.conv import Conv2d, IntPair, Parts, channels, join, to_pair
 from ghostnets_jax.layers.conv_bn import ConvBN
 from ghostnets_jax.layers.norm import BatchNorm
-from ghostnets_jax.reparam import (FusionRule, fold_bn, identity_kernel, merge_branches,
-                                   register_fusion_rule)
+from ghostnets_jax.layers.fusion import (FusionRule, fold_bn, identity_kernel, merge_branches,
+                                         register_fusion_rule)
 
 KXK_PREFIX = 'conv_kxk_'
 

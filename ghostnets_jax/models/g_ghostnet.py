@@ -14,19 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.models.regnet import REGNETX_CFGS, regnetx
 from ghostnets_jax.models.resnet import BOTTLENECK_TORCH_RULES, STEM_TORCH_RULES, ResNet
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import TorchRules, register_model
 
-G_GHOST_TORCH_RULES = register_torch_rules('g_ghostnet', TorchRules(rules=[
+G_GHOST_TORCH_RULES = TorchRules(rules=[
     *STEM_TORCH_RULES,
     (r'^(layer\d+)\.layers_(\d+)\.', r'\1.layers.\2.'),
     (r'\.merge_0\.conv\.', '.merge.1.'), (r'\.merge_0\.bn\.', '.merge.2.'),
     (r'\.merge_1\.conv\.', '.merge.4.'), (r'\.merge_1\.bn\.', '.merge.5.'),
     (r'\.cheap\.conv\.', '.cheap.0.'), (r'\.cheap\.bn\.', '.cheap.1.'),
     *BOTTLENECK_TORCH_RULES,
-], head_key='fc.weight'))
+], head_key='fc.weight')
 
 
 def g_ghost_regnetx(cfg: str, **kwargs: Any) -> ResNet:
@@ -39,7 +38,8 @@ def g_ghost_regnetx(cfg: str, **kwargs: Any) -> ResNet:
 
 
 _PAPER = dict(paper='GhostNets on Heterogeneous Devices via Cheap Operations (IJCV 2022)',
-              paper_url='https://arxiv.org/abs/2201.03297', interpolation='bilinear')
+              paper_url='https://arxiv.org/abs/2201.03297', interpolation='bilinear',
+              torch_rules=G_GHOST_TORCH_RULES)
 
 # The official README's released checkpoints (github.com/huawei-noah/Efficient-AI-Backbones,
 # g_ghost_pytorch/readme.md): file, params, FLOPs, ImageNet top-1 at 224.

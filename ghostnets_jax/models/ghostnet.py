@@ -23,13 +23,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.convert.mindspore import register_mindspore_rules
-from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
 from ghostnets_jax.layers import (ConvBN, DropPath, GhostModule, GhostModuleV2, RepConvBN,
                                   RepGhostModule, SqueezeExcite, check_images, get_act,
                                   global_avg_pool, make_divisible)
 from ghostnets_jax.models.backbone import Backbone
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import MindSporeRules, TorchRules, blocks_index, register_model
 
 
 class GhostBottleneck(nn.Module):
@@ -222,7 +220,7 @@ def ghost_backbone_rules(*module_rules: tuple) -> list:
 _RPR_OWNER = {'primary_conv': 'primary', 'cheap_operation': 'cheap', 'conv_dw': 'dw'}
 _RPR_BRANCH = {'conv_scale': 'scale', 'identity': 'skip'}
 
-GHOSTNET_TORCH_RULES = register_torch_rules('ghostnet', TorchRules(rules=ghost_backbone_rules(
+GHOSTNET_TORCH_RULES = TorchRules(rules=ghost_backbone_rules(
     # GhostNetV3 train form: RepConvBN branches -> {primary,cheap,dw}_rpr_{conv.i,scale,skip}
     (r'\.(primary_conv|cheap_operation|conv_dw)\.(conv_kxk_(\d+)|conv_scale|identity)\.',
      lambda m: f'.{_RPR_OWNER[m.group(1)]}_rpr_'
@@ -231,7 +229,7 @@ GHOSTNET_TORCH_RULES = register_torch_rules('ghostnet', TorchRules(rules=ghost_b
     *_seq('cheap_operation'),
     (r'short_conv\.short_conv_(\d)\.(conv|bn)\.',
      lambda m: f'short_conv.{2 * int(m.group(1)) + (m.group(2) == "bn")}.'),
-), filter=_official_v3_names))
+), filter=_official_v3_names)
 
 
 def _zoo_block_index(m) -> str:
@@ -260,12 +258,9 @@ GHOSTNET_MINDCV_RULES = TorchRules(rules=[
     (r'^blocks\.9\.0\.conv\.', 'blocks.9.features.0.'),
     (r'^blocks\.9\.0\.bn1\.', 'blocks.9.features.1.'),
 ])
-for _name in ('ghostnet_050', 'ghostnet_100', 'ghostnet_130'):
-  register_mindspore_rules(_name, GHOSTNET_MINDCV_RULES, scheme='mindcv',
-                           source='mindcv 0.3.0, mindcv/models/ghostnet.py')
-for _name in ('ghostnet_050', 'ghostnet_100'):
-  register_mindspore_rules(_name, GHOSTNET_MINDSPORE_ZOO_RULES, scheme='model_zoo',
-                           source='MindSpore model zoo, research/cv/ghostnet/src/ghostnet.py')
+_MINDCV = MindSporeRules('mindcv', GHOSTNET_MINDCV_RULES, 'mindcv 0.3.0, mindcv/models/ghostnet.py')
+_MINDSPORE_ZOO = MindSporeRules('model_zoo', GHOSTNET_MINDSPORE_ZOO_RULES,
+                                'MindSpore model zoo, research/cv/ghostnet/src/ghostnet.py')
 
 
 def _create(width: float, version: str = 'v1', **kwargs: Any) -> GhostNet:
@@ -273,22 +268,25 @@ def _create(width: float, version: str = 'v1', **kwargs: Any) -> GhostNet:
 
 
 _V1 = dict(paper='GhostNet: More Features from Cheap Operations (CVPR 2020)',
-           paper_url='https://arxiv.org/abs/1911.11907')
+           paper_url='https://arxiv.org/abs/1911.11907', torch_rules=GHOSTNET_TORCH_RULES)
 _V2 = dict(paper='GhostNetV2: Enhance Cheap Operation with Long-Range Attention (NeurIPS 2022)',
-           paper_url='https://arxiv.org/abs/2211.12905')
+           paper_url='https://arxiv.org/abs/2211.12905', torch_rules=GHOSTNET_TORCH_RULES)
 
 
-@register_model('ghostnet', top1=66.2, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_050', **_V1)
+@register_model('ghostnet', top1=66.2, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_050',
+                mindspore_rules=(_MINDCV, _MINDSPORE_ZOO), **_V1)
 def ghostnet_050(**kwargs: Any) -> GhostNet:
   return _create(0.5, **kwargs)
 
 
-@register_model('ghostnet', top1=73.9, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_100', **_V1)
+@register_model('ghostnet', top1=73.9, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_100',
+                mindspore_rules=(_MINDCV, _MINDSPORE_ZOO), **_V1)
 def ghostnet_100(**kwargs: Any) -> GhostNet:
   return _create(1.0, **kwargs)
 
 
-@register_model('ghostnet', top1=75.7, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_130', **_V1)
+@register_model('ghostnet', top1=75.7, top1_source='GhostNet paper, Table 7', reference='timm:ghostnet_130',
+                mindspore_rules=(_MINDCV,), **_V1)
 def ghostnet_130(**kwargs: Any) -> GhostNet:
   return _create(1.3, **kwargs)
 
@@ -309,7 +307,7 @@ def ghostnetv2_160(**kwargs: Any) -> GhostNet:
 
 
 _V3 = dict(paper='GhostNetV3: Exploring the Training Strategies for Compact Models (2024)',
-           paper_url='https://arxiv.org/abs/2404.11202')
+           paper_url='https://arxiv.org/abs/2404.11202', torch_rules=GHOSTNET_TORCH_RULES)
 _V3_SRC = 'GhostNetV3 paper, comparison with compact models (re-parameterization + KD recipe)'
 
 

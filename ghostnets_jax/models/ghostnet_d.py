@@ -18,29 +18,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostnets_jax.convert.mindspore import register_mindspore_rules
-from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.models.resnet import BOTTLENECK_TORCH_RULES, STEM_TORCH_RULES, ResNet
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import MindSporeRules, TorchRules, register_model
 
-GHOSTNET_D_TORCH_RULES = register_torch_rules('ghostnet_d', TorchRules(rules=[
+GHOSTNET_D_TORCH_RULES = TorchRules(rules=[
     *STEM_TORCH_RULES,
     (r'^(layer\d+)\.layers_(\d+)\.', r'\1.layers.\2.'),
     (r'\.merge\.conv\.', '.merge.1.'), (r'\.merge\.bn\.', '.merge.2.'),
     (r'\.cheap\.conv\.', '.cheap.0.'), (r'\.cheap\.bn\.', '.cheap.1.'),
     *BOTTLENECK_TORCH_RULES,
-], head_key='fc.weight'))
+], head_key='fc.weight')
 # MindSpore: the GhostNets_D model file is not public; its GhostModule's cell names are (Vega's
 # ``GhostModule`` attributes), so a MindSpore checkpoint holds these names with MindSpore's BN
 # leaves (``gamma``/``beta``/``moving_mean``/``moving_variance``) under torchvision's top level.
-register_mindspore_rules('ghostnet_d', GHOSTNET_D_TORCH_RULES, scheme='ghostmodule',
-                         source="Vega 1.8.5 GhostModule cell names")
+GHOSTNET_D_MINDSPORE_RULES = MindSporeRules('ghostmodule', GHOSTNET_D_TORCH_RULES,
+                                            'Vega 1.8.5 GhostModule cell names')
 
 
 @register_model('ghostnet_d', top1=77.36, top1_source=(
     'GhostNets_D MindSpore README (accuracy_top1 0.7736, 38,216.872K params)'),
                 paper='GhostNets on Heterogeneous Devices via Cheap Operations (IJCV 2022)',
-                paper_url='https://arxiv.org/abs/2201.03297', interpolation='bilinear')
+                paper_url='https://arxiv.org/abs/2201.03297', interpolation='bilinear',
+                torch_rules=GHOSTNET_D_TORCH_RULES, mindspore_rules=(GHOSTNET_D_MINDSPORE_RULES,))
 def ghostnet_d_101(**kwargs: Any) -> ResNet:
   """GhostNets_D: ResNet-101 (7x7 stem, depths 3-4-23-3, planes 64-512) with every stage a
   GhostX stage wired as Vega's ``GhostModule`` (cheap ratio 0.5): 38,216,872 parameters.

@@ -18,12 +18,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.convert.mindspore import register_mindspore_rules
-from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, register_torch_rules
 from ghostnets_jax.layers import GeM, check_images, l2_normalize
-from ghostnets_jax.models import resnet  # noqa: F401  (the default trunk and its torch rules)
 from ghostnets_jax.models.backbone import Backbone
-from ghostnets_jax.registry import get_spec, register_model
+from ghostnets_jax.models.resnet import RESNET_TORCH_RULES  # (also registers the default trunk)
+from ghostnets_jax.registry import MindSporeRules, TorchRules, get_spec, register_model
 
 
 class MultiGrain(Backbone):
@@ -100,27 +98,27 @@ class MultiGrain(Backbone):
 def _trunk_key(m: re.Match) -> str:
   """``features.<flax trunk path>`` -> ``features.<torchvision key>`` with the ResNet family rules."""
   name = m.group(1)
-  for pattern, repl in get_torch_rules('resnet').rules:
+  for pattern, repl in RESNET_TORCH_RULES.rules:
     name = re.sub(pattern, repl, name)
   return f'features.{name}'
 
 
-MULTIGRAIN_TORCH_RULES = register_torch_rules(
-    'multigrain', TorchRules(rules=[(r'^features\.(.*)$', _trunk_key)]))
+MULTIGRAIN_TORCH_RULES = TorchRules(rules=[(r'^features\.(.*)$', _trunk_key)])
 
 # MindSpore MultiGrain on ResNet-50 (MCH1997/multigrain ``src/resnet.py``, Ascend/GPU, THOR):
 # the MindSpore model zoo ResNet's cells, ``conv1``/``bn1``, ``layerN.K.conv1..3``/``bn1..3``,
 # ``down_sample_layer.0/1`` for the projection, the classifier ``end_point``; GeM's p is a float.
-MULTIGRAIN_MINDSPORE_RULES = register_mindspore_rules('multigrain_resnet50', TorchRules(rules=[
+MULTIGRAIN_MINDSPORE_RULES = MindSporeRules('model_zoo', TorchRules(rules=[
     *MULTIGRAIN_TORCH_RULES.rules,
     (r'^features\.', ''), (r'\.downsample\.', '.down_sample_layer.'),
     (r'^classifier\.', 'end_point.'),
-], head_key='end_point.weight'), scheme='model_zoo', source='MCH1997/multigrain, src/resnet.py')
+], head_key='end_point.weight'), 'MCH1997/multigrain, src/resnet.py')
 
 
 @register_model('multigrain', top1=77.4,
                 top1_source='official MultiGrain README (lambda 0.5, p 3, full augmentation, 224)',
                 paper='MultiGrain: a unified image embedding for classes and instances (2019)',
-                paper_url='https://arxiv.org/abs/1902.05509', interpolation='bilinear')
+                paper_url='https://arxiv.org/abs/1902.05509', interpolation='bilinear',
+                torch_rules=MULTIGRAIN_TORCH_RULES, mindspore_rules=(MULTIGRAIN_MINDSPORE_RULES,))
 def multigrain_resnet50(**kwargs: Any) -> MultiGrain:
   return MultiGrain(backbone='resnet50', **kwargs)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.layers import BlockSpec
 from ghostnets_jax.models.resnet import ResNet
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import TorchRules, register_model
 
 # (depths, widths, group width) of the RegNetX models (pycls; the official G-GhostNet code).
 REGNETX_CFGS = {
@@ -54,17 +53,17 @@ def regnetx(cfg: str, **kwargs: Any) -> ResNet:
   return ResNet(**{**arch, **kwargs})
 
 
-REGNET_TORCH_RULES = register_torch_rules('regnet', TorchRules(rules=[
+REGNET_TORCH_RULES = TorchRules(rules=[
     (r'^stem\.conv\.', 'stem.0.'), (r'^stem\.bn\.', 'stem.1.'),
     (r'^layer(\d+)_(\d+)\.', r'trunk_output.block\1.block\1-\2.'),
     (r'\.conv(\d)\.(conv|bn)\.',
      lambda m: f'.f.{"abc"[int(m.group(1)) - 1]}.{int(m.group(2) == "bn")}.'),
     (r'\.downsample\.conv\.', '.proj.0.'), (r'\.downsample\.bn\.', '.proj.1.'),
-], head_key='fc.weight'))
+], head_key='fc.weight')
 
 
 _PAPER = dict(interpolation='bilinear', paper='Designing Network Design Spaces (CVPR 2020)',
-              paper_url='https://arxiv.org/abs/2003.13678')
+              paper_url='https://arxiv.org/abs/2003.13678', torch_rules=REGNET_TORCH_RULES)
 
 
 def _register(name: str) -> None:

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.layers import make_divisible
 from ghostnets_jax.models.ghostnet import GhostNet, drop_thop_keys, ghost_backbone_rules
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import TorchRules, register_model
 
 # (kernel, expansion, out channels, SE ratio, stride) per block; one list per stage.
 REPGHOST_CFGS = (
@@ -65,12 +64,12 @@ class RepGhostNet(GhostNet):
     return make_divisible(self.cfgs[-1][-1][1] * self.width * 2, 4)
 
 
-REPGHOST_TORCH_RULES = register_torch_rules('repghost', TorchRules(rules=ghost_backbone_rules(
+REPGHOST_TORCH_RULES = TorchRules(rules=ghost_backbone_rules(
     (r'\.cheap_operation\.conv_kxk_0\.conv\.', '.cheap_operation.0.'),
     (r'\.cheap_operation\.conv_kxk_0\.bn\.', '.cheap_operation.1.'),
     (r'\.cheap_operation\.identity\.', '.fusion_bn.0.'),
     (r'\.cheap_operation\.conv\.', '.cheap_operation.'),  # deploy form: one biased conv
-), filter=drop_thop_keys))
+), filter=drop_thop_keys)
 
 
 def _create(width: float, **kwargs: Any) -> RepGhostNet:
@@ -79,7 +78,8 @@ def _create(width: float, **kwargs: Any) -> RepGhostNet:
 
 _PAPER = dict(paper='RepGhost: A Hardware-Efficient Ghost Module via Re-parameterization (2022)',
               paper_url='https://arxiv.org/abs/2211.06088',
-              top1_source='RepGhost README (ChengpengChen/RepGhost), results table')
+              top1_source='RepGhost README (ChengpengChen/RepGhost), results table',
+              torch_rules=REPGHOST_TORCH_RULES)
 
 
 @register_model('repghost', top1=66.9, reference='timm:repghostnet_050', **_PAPER)

@@ -23,11 +23,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ghostnets_jax.convert.rules import TorchRules, register_torch_rules
 from ghostnets_jax.layers import (RESNET_BLOCK, BlockSpec, ConvBN, GGhostStage, GhostXStage,
                                   check_images, global_avg_pool, max_pool_3x3_s2)
 from ghostnets_jax.models.backbone import Backbone
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import TorchRules, register_model
 
 GHOST_FORMS = ('official', 'vega')
 
@@ -129,12 +128,12 @@ BOTTLENECK_TORCH_RULES = [
 STEM_TORCH_RULES = [(r'^stem\.conv\.', 'conv1.'), (r'^stem\.bn\.', 'bn1.'),
                     (r'^layer(\d+)_(\d+)\.', r'layer\1.\2.')]
 
-RESNET_TORCH_RULES = register_torch_rules('resnet', TorchRules(
-    rules=STEM_TORCH_RULES + BOTTLENECK_TORCH_RULES, head_key='fc.weight'))
+RESNET_TORCH_RULES = TorchRules(rules=STEM_TORCH_RULES + BOTTLENECK_TORCH_RULES, head_key='fc.weight')
 
 
 _RESNET = dict(paper='Deep Residual Learning for Image Recognition (CVPR 2016)',
-               paper_url='https://arxiv.org/abs/1512.03385', interpolation='bilinear')
+               paper_url='https://arxiv.org/abs/1512.03385', interpolation='bilinear',
+               torch_rules=RESNET_TORCH_RULES)
 _TV = 'torchvision docs, IMAGENET1K_V1 weights'
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ghostnets_jax.convert.mindspore import register_mindspore_rules
-from ghostnets_jax.convert.rules import TorchRules, blocks_index, register_torch_rules
 from ghostnets_jax.models.ghostnet import GhostNet
-from ghostnets_jax.registry import register_model
+from ghostnets_jax.registry import MindSporeRules, TorchRules, blocks_index, register_model
 
 # Expansion of each stage over its input (first block) / own width (other blocks), kernel, stride.
 # Stage 3 widens its later blocks by 2.5 (the ``--large`` table), stages 4-5 by 6.
@@ -52,20 +50,21 @@ def _create(layers: Sequence[int], channels: Sequence[int], **kwargs: Any) -> Gh
   return GhostNet(**{**cfg, **kwargs})
 
 
-S_GHOSTNET_TORCH_RULES = register_torch_rules('s_ghostnet', TorchRules(rules=[
+S_GHOSTNET_TORCH_RULES = TorchRules(rules=[
     blocks_index('blocks', 'blocks'),
     (r'^conv_stem\.conv\.', 'conv_stem.'), (r'^conv_stem\.bn\.', 'bn1.'),
     (r'\.conv_dw\.', '.dw.'),
     (r'\.shortcut_dw\.', '.shortcut.0.'), (r'\.shortcut_pw\.', '.shortcut.1.'),
     (r'^blocks\.6\.0\.', 'blocks.6.'),  # the final 1x1 ConvBnAct is a stage of its own
-]))
+])
 # The same names are the MindSpore cell paths of big_net.py (BN leaves renamed by from_mindspore).
-register_mindspore_rules('s_ghostnet', S_GHOSTNET_TORCH_RULES, scheme='model_zoo',
-                         source='MindSpore model zoo, research/cv/S-GhostNet/src/big_net.py')
+S_GHOSTNET_MINDSPORE_RULES = MindSporeRules(
+    'model_zoo', S_GHOSTNET_TORCH_RULES, 'MindSpore model zoo, research/cv/S-GhostNet/src/big_net.py')
 
 _PAPER = dict(paper='Greedy Network Enlarging (S-GhostNet, 2021)',
               paper_url='https://arxiv.org/abs/2108.00177',
-              top1_source='MindSpore model zoo, research/cv/S-GhostNet README')
+              top1_source='MindSpore model zoo, research/cv/S-GhostNet README',
+              torch_rules=S_GHOSTNET_TORCH_RULES, mindspore_rules=(S_GHOSTNET_MINDSPORE_RULES,))
 
 
 @register_model('s_ghostnet', input_size=240, top1=79.844, **_PAPER)
