@@ -218,6 +218,20 @@ def ratios(runs: dict[tuple[str, str, int], list[tuple[float, float]]]) -> list[
   return rows
 
 
+def verdicts(rows: list[dict[str, Any]], steps: list[dict[str, Any]]) -> list[str]:
+  """One line per (recipe and threads, model of ``benchmarks/train_step.py``'s JSON): does our
+  pipeline keep up with that training step on this machine?"""
+  out = []
+  for r in rows:
+    for s in steps:
+      need = s['jax_img_s']
+      verdict = 'compute-bound' if r['ours_img_s'] >= need else 'input-bound'
+      out.append(f'{r["recipe"]} ({r["threads"]} threads) vs {s["model"]} train step (batch '
+                 f'{s["batch"]}, {need:.1f} img/s): pipeline feeds {r["ours_img_s"] / need:.2f}x '
+                 f'-> {verdict}')
+  return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
   out = ['| recipe | threads | ours img/s | timm img/s | ours / timm | ours CPU ms/img | '
          'timm CPU ms/img | timm / ours CPU |', '|---|---:|---:|---:|---:|---:|---:|---:|']
@@ -238,6 +252,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--images', type=int, default=64, help='distinct JPEGs cycled through')
   p.add_argument('--hang-s', type=float, default=600., help='abort (with tracebacks) after a round '
                  'takes this long')
+  p.add_argument('--train-step-json', default='benchmarks/results/train_step.json',
+                 help='if it exists, each row is set against these training-step rates')
   p.add_argument('--json', default='benchmarks/results/input_pipeline.json')
   a = p.parse_args(argv)
   unknown = sorted(set(a.recipes.split(',')) - set(RECIPES))
@@ -285,6 +301,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
   print(f'\nbatch {a.batch}, {a.batches} timed batches x {a.rounds} rounds (median), '
         f'{len(jpegs)} JPEGs of {kib:.0f} KiB, load average at end {os.getloadavg()}')
   print(table(rows))
+  if os.path.exists(a.train_step_json):
+    import json
+    with open(a.train_step_json) as f:
+      print('\n'.join(verdicts(rows, json.load(f)['rows'])))
   bm.write_json(a.json, info, vars(a), rows)
   return rows
 

@@ -54,3 +54,10 @@ def test_ratios_are_per_round_then_median():
 def test_unknown_recipe_is_named():
   with pytest.raises(SystemExit):
     ip.parse_args(['--recipes', 'repghost,ghostnet_v9'])
+
+
+def test_verdicts_set_the_pipeline_against_the_training_step():
+  rows = [{'recipe': 'r', 'threads': 1, 'ours_img_s': 100.}]
+  steps = [{'model': 'a', 'batch': 32, 'jax_img_s': 50.}, {'model': 'b', 'batch': 32, 'jax_img_s': 400.}]
+  fast, slow = ip.verdicts(rows, steps)
+  assert fast.endswith('feeds 2.00x -> compute-bound') and slow.endswith('feeds 0.25x -> input-bound')
