@@ -1,17 +1,21 @@
-"""Host input-pipeline throughput with and without RandAugment (tf.data, this machine's CPUs).
+"""Where the training input pipeline spends its time: per stage and per augmentation op, ours
+(tf.data, ``ghostnets_jax.data``) beside timm's PIL transforms, one thread, CPU ms per image.
 
-Pipeline per image: JPEG bytes -> Inception crop (stateless sample_distorted_bounding_box +
-decode_and_crop_jpeg) -> bilinear resize to 224 -> random flip -> [augmentation] -> normalise
-[-> random erasing]. JPEGs are made locally from bundled photographs (scikit-image / matplotlib
-sample data), 500x375 on average like ImageNet. Every configuration runs in the same process and
-the configurations take turns (median of rounds); the report is images/s and the ratio to the
-no-augmentation baseline.
+  PYTHONPATH=. python benchmarks/input_pipeline_augment.py --recipe repghost
+  PYTHONPATH=. python benchmarks/input_pipeline_augment.py --recipe s_ghostnet --ops ''
 
-  python benchmarks/input_pipeline_augment.py                      # rand-m9-mstd0.5 vs none
-  python benchmarks/input_pipeline_augment.py --aa original --reprob 0.25 --steps 40
+Stages: the recipe's ``train_preprocess`` spec (``benchmarks/input_pipeline.py`` builds it through
+the trainer) is timed cumulatively, op after op (decode + random-resized crop, flip,
+RandAugment / AutoAugment / colour jitter, normalise, random erasing), in tf.data with one
+thread, on JPEG bytes; timm's ``create_transform`` of the same recipe likewise, cumulatively,
+in a Python loop (``ToTensor`` counted with normalise). Each stage's cost is the difference of
+consecutive totals. Ops: each RandAugment / AutoAugment op at magnitude 9 (std 0.5, as
+``rand-m9-mstd0.5``) with probability 1 on 224x224 crops: ours
+``ghostnets_jax.data.augment.apply_op`` in tf.data (one thread; the first row is the same map
+with no op, tf.data's own cost per image, already subtracted from the others) against timm's
+``AugmentOp``. Ours and timm alternate in rounds; medians.
 
-`make_jpegs`, `train_map`, `pipeline` and `measure` are importable for a larger input-pipeline
-benchmark.
+``make_jpegs`` makes the ImageNet-sized JPEGs all input-pipeline benchmarks use.
 """
 from __future__ import annotations
 
@@ -20,18 +24,13 @@ import io
 import os
 import sys
 import time
+from typing import Callable, Optional
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from ghostnets_jax.data import augment  # noqa: E402
-from ghostnets_jax.registry import get_spec  # noqa: E402
-
-MODEL = 'ghostnet_100'   # whose preprocessing (mean/std) the pipeline applies
 
 
 def _photos() -> list[np.ndarray]:
@@ -67,84 +66,138 @@ def make_jpegs(n: int = 64, seed: int = 0, size: tuple[int, int] = (500, 375)) -
   return out
 
 
-def train_map(aa: str | None, reprob: float = 0., img_size: int = 224, base_seed: int = 0):
-  """(index, jpeg) -> normalised float32 image: the training transform being measured."""
-  spec = get_spec(MODEL)   # the normalisation (and fill colour) of the model being fed
-  aug = augment.build_train_ops(aa, img_size=img_size, mean=spec.mean)
-  erase = augment.build_random_erasing(reprob, mode='pixel')
-  mean = tf.constant(spec.mean) * 255.
-  std = tf.constant(spec.std) * 255.
-
-  def fn(index, jpeg):
-    seed = tf.stack([tf.constant(base_seed, tf.int64), index])
-    s_crop, s_flip, s_aug, s_erase = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      tf.image.extract_jpeg_shape(jpeg), tf.zeros([1, 0, 4]), s_crop, min_object_covered=0.,
-      aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.), max_attempts=10,
-      use_image_if_no_bounding_boxes=True)
-    window = tf.stack([begin[0], begin[1], size[0], size[1]])
-    image = tf.image.decode_and_crop_jpeg(jpeg, window, channels=3)
-    image = tf.image.resize(image, [img_size, img_size], 'bilinear')
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0., 255.), tf.uint8)
-    image = tf.image.stateless_random_flip_left_right(image, s_flip)
-    image = aug(image, s_aug)
-    image = (tf.cast(image, tf.float32) - mean) / std
-    return erase(image, s_erase)
-
-  return fn
+def tf_cpu_ms(fn: Callable, inputs: list, n: int, warmup: int = 64) -> float:
+  """CPU ms per element of ``fn(x, seed)`` mapped over ``inputs`` (cycled) in tf.data, 1 thread."""
+  import tensorflow as tf
+  opts = tf.data.Options()
+  opts.threading.private_threadpool_size = 1
+  opts.threading.max_intra_op_parallelism = 1
+  ds = tf.data.Dataset.from_tensor_slices(inputs).repeat().enumerate()
+  ds = ds.map(lambda i, x: fn(x, tf.stack([tf.constant(7, tf.int64), i])))
+  ds = ds.map(lambda y: tf.reduce_sum(tf.cast(y[:1], tf.float32))).with_options(opts)
+  it = iter(ds.take(n + warmup))
+  for _ in range(warmup):   # trace, compile the XLA kernels of the branches (ops, resamplers) hit
+    next(it)
+  c0 = time.process_time()
+  for _ in range(n):
+    next(it)
+  return 1e3 * (time.process_time() - c0) / n
 
 
-def pipeline(aa: str | None, jpegs: list[bytes], *, reprob: float = 0., batch_size: int = 64,
-             img_size: int = 224, warmup: int = 3):
-  """A started iterator over normalised training batches (warmed up: traced and compiled)."""
-  ds = tf.data.Dataset.from_tensor_slices(jpegs).repeat().enumerate()
-  ds = ds.map(train_map(aa, reprob, img_size), num_parallel_calls=tf.data.AUTOTUNE,
-              deterministic=False)
-  it = iter(ds.batch(batch_size, drop_remainder=True).prefetch(2))
-  for _ in range(warmup):
-    next(it).numpy()
-  return it
+def py_cpu_ms(fn: Callable, inputs: list, n: int) -> float:
+  for x in inputs[:4]:
+    fn(x)
+  c0 = time.process_time()
+  for i in range(n):
+    fn(inputs[i % len(inputs)])
+  return 1e3 * (time.process_time() - c0) / n
 
 
-def images_per_second(it, batch_size: int, steps: int) -> float:
-  start = time.perf_counter()
-  for _ in range(steps):
-    next(it).numpy()
-  return steps * batch_size / (time.perf_counter() - start)
+def _torch_safe_imports() -> None:
+  # torch and timm (torchvision) before TensorFlow: torchvision's ops segfault when loaded after it
+  import timm.data  # noqa: F401
+  import torch
+  torch.set_num_threads(1)
 
 
-def measure(configs: dict[str, tuple[str | None, float]], jpegs: list[bytes], *, batch_size: int = 64,
-            steps: int = 20, rounds: int = 3) -> dict[str, float]:
-  """Median images/s per config {name: (aa, reprob)}; the configs take turns, `rounds` times, so
-  a change in machine load hits all of them alike."""
-  its = {name: pipeline(aa, jpegs, reprob=reprob, batch_size=batch_size)
-         for name, (aa, reprob) in configs.items()}
-  runs = {name: [] for name in configs}
+def stage_rows(recipe: str, jpegs: list[bytes], n: int, rounds: int) -> list[dict]:
+  """Cost per stage of the recipe's pipeline, ours (tf.data) and timm (PIL), CPU ms / image."""
+  from benchmarks import input_pipeline as ip
+  from ghostnets_jax.data import preprocess
+  config = ip.recipe_config(recipe)
+  spec, size = ip.our_spec(config)
+  ops = preprocess.split_spec(spec)
+  timm_t = ip.timm_transform(ip.timm_kwargs(config, size)).transforms
+  # timm's list: crop, flip, aug, ToTensor, Normalize[, RandomErasing]: ToTensor goes with normalise
+  timm_end = [k if k < 3 else k + 1 for k in range(1, len(ops) + 1)]
+  decode = lambda b: Image.open(io.BytesIO(b)).convert('RGB')
+
+  def timm_prefix(end):
+    def run(b):
+      x = decode(b)
+      for t in timm_t[:end]:
+        x = t(x)
+      return x
+    return run
+
+  totals = {k: ([], []) for k in range(len(ops))}
   for _ in range(rounds):
-    for name, it in its.items():
-      runs[name].append(images_per_second(it, batch_size, steps))
-  return {name: float(np.median(v)) for name, v in runs.items()}
+    for k in range(len(ops)):
+      totals[k][0].append(tf_cpu_ms(preprocess.compose(ops[:k + 1]), jpegs, n))
+      totals[k][1].append(py_cpu_ms(timm_prefix(timm_end[k]), jpegs, n))
+  rows, prev = [], (0., 0.)
+  for k, op in enumerate(ops):
+    ours, timm = (float(np.median(v)) for v in totals[k])
+    rows.append({'stage': op.split('(')[0] + (' (+ decode)' if k == 0 else ''),
+                 'ours_ms': ours - prev[0], 'timm_ms': timm - prev[1]})
+    prev = (ours, timm)
+  rows.append({'stage': 'total', 'ours_ms': prev[0], 'timm_ms': prev[1]})
+  return rows
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--aa', default='rand-m9-mstd0.5', help='timm augmentation string')
-  parser.add_argument('--reprob', type=float, default=0., help='also measure + random erasing')
-  parser.add_argument('--batch-size', type=int, default=64)
-  parser.add_argument('--steps', type=int, default=20)
-  parser.add_argument('--images', type=int, default=64, help='distinct JPEGs to cycle through')
-  parser.add_argument('--rounds', type=int, default=3, help='configs take turns this often')
-  args = parser.parse_args(argv)
-  jpegs = make_jpegs(args.images)
-  configs = {'baseline (crop, flip, normalise)': (None, 0.), f'+ {args.aa}': (args.aa, 0.)}
-  if args.reprob > 0:
-    configs[f'+ {args.aa} + erasing p={args.reprob}'] = (args.aa, args.reprob)
-  print(f'CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, batch {args.batch_size}, '
-        f'{args.rounds} x {args.steps} timed batches per config (median), 224x224')
-  result = measure(configs, jpegs, batch_size=args.batch_size, steps=args.steps, rounds=args.rounds)
-  base = result[next(iter(configs))]
-  for name, ips in result.items():
-    print(f'{name:45s} {ips:8.1f} images/s   ratio {ips / base:.2f}')
+def op_rows(names: list[str], jpegs: list[bytes], n: int, rounds: int, size: int = 224) -> list[dict]:
+  """Cost of each RandAugment / AutoAugment op (magnitude 9, std 0.5, probability 1)."""
+  import tensorflow as tf
+  from timm.data.auto_augment import AugmentOp
+  from ghostnets_jax.data import augment, preprocess
+  from ghostnets_jax.registry import get_spec
+  crop = preprocess.compose([f'inception_crop({size})'])
+  crops = [crop(tf.constant(b), tf.constant([0, i], tf.int64)).numpy() for i, b in enumerate(jpegs)]
+  pil = [Image.fromarray(c) for c in crops]
+  fill = tuple(min(255, round(255 * v)) for v in get_spec('ghostnet_100').mean)  # ImageNet's
+  hp = augment.Hparams(fill=fill, translate_const=float(int(size * 0.45)), magnitude_std=0.5)
+  timm_hp = {'img_mean': fill, 'translate_const': int(size * 0.45), 'magnitude_std': 0.5}
+  calls = {'(tf.data map, no op)': (lambda x, s: x, None)}
+  for name in names:
+    calls[name] = (lambda x, s, name=name: augment.apply_op(name, x, s, 9., 1., hp),
+                   AugmentOp(name, prob=1.0, magnitude=9, hparams=timm_hp))
+  runs = {name: ([], []) for name in calls}
+  for _ in range(rounds):
+    for name, (ours, timm) in calls.items():
+      runs[name][0].append(tf_cpu_ms(ours, crops, n))
+      runs[name][1].append(py_cpu_ms(timm, pil, n) if timm else 0.)
+  base = float(np.median(runs['(tf.data map, no op)'][0]))
+  return [{'op': name, 'ours_ms': float(np.median(o)) - (base if name[0] != '(' else 0.),
+           'timm_ms': float(np.median(t))} for name, (o, t) in runs.items()]
+
+
+def table(rows: list[dict], key: str) -> str:
+  out = [f'| {key} | ours CPU ms/img | timm CPU ms/img | ours / timm |', '|---|---:|---:|---:|']
+  for r in rows:
+    ratio = f'{r["ours_ms"] / r["timm_ms"]:.2f}' if r['timm_ms'] > 0.05 else '-'
+    out.append(f'| {r[key]} | {r["ours_ms"]:.2f} | {r["timm_ms"]:.2f} | {ratio} |')
+  return '\n'.join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> tuple[list[dict], list[dict]]:
+  from benchmarks.input_pipeline import RECIPES
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--recipe', default='repghost', choices=list(RECIPES) + [''],
+                 help="per-stage table for this recipe ('' for none)")
+  p.add_argument('--ops', default=','.join(
+      ('AutoContrast', 'Equalize', 'Invert', 'Rotate', 'Posterize', 'PosterizeOriginal', 'Solarize',
+       'SolarizeAdd', 'Color', 'Contrast', 'Brightness', 'Sharpness', 'ShearX', 'ShearY',
+       'TranslateXRel', 'TranslateYRel')), help="comma-separated augment ops ('' for none)")
+  p.add_argument('--images', type=int, default=32, help='distinct JPEGs cycled through')
+  p.add_argument('--n', type=int, default=64, help='timed images per measurement')
+  p.add_argument('--rounds', type=int, default=3)
+  a = p.parse_args(argv)
+  _torch_safe_imports()
+  import tensorflow as tf
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  from ghostnets_jax import benchmark as bm
+  print(bm.describe(bm.machine()), flush=True)
+  jpegs = make_jpegs(a.images)
+  stages = stage_rows(a.recipe, jpegs, a.n, a.rounds) if a.recipe else []
+  if stages:
+    print(f'\n{a.recipe}, 1 thread, {a.rounds} rounds x {a.n} images (median), load average '
+          f'{os.getloadavg()}\n' + table(stages, 'stage'), flush=True)
+  ops = op_rows([o for o in a.ops.split(',') if o], jpegs, a.n, a.rounds) if a.ops else []
+  if ops:
+    print(f'\naugment ops on 224x224, 1 thread, load average {os.getloadavg()}\n'
+          + table(ops, 'op'), flush=True)
+  return stages, ops
 
 
 if __name__ == '__main__':
