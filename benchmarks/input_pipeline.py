@@ -23,7 +23,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.input_pipeline_augment import make_jpegs, measure  # noqa: E402
-from ghostnets_jax import benchmark as bm  # noqa: E402
+from ghostnets_jax import timing as bm  # noqa: E402
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

@@ -8,7 +8,7 @@
   python -m ghostnets_jax.zoo --report --no-latency      # nothing measured ('-' where unknown)
 
 The report lists params, MACs and activations (``model_info``), the measured CPU latency of the
-deploy form at batch 1 (``ghostnets_jax.benchmark.latency``: jitted, warm, median of interleaved
+deploy form at batch 1 (``ghostnets_jax.timing.latency``: jitted, warm, median of interleaved
 rounds, float32) and the published top-1, and plots accuracy against MACs and against latency.
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def collect(names: list[str], latencies: Optional[dict[str, float]] = None, meas
             progress: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> list[dict[str, Any]]:
   """One row per model: ``model_info`` plus the deploy form's CPU latency (from ``latencies``,
   else measured when ``measure``, else None); ``progress(rows)`` after each measured model."""
-  from ghostnets_jax import benchmark
+  from ghostnets_jax import timing
   latencies = latencies or {}
   rows = []
   for n in names:
@@ -88,7 +88,7 @@ def collect(names: list[str], latencies: Optional[dict[str, float]] = None, meas
     row['latency_ms'] = latencies.get(n)
     rows.append(row)
     if row['latency_ms'] is None and measure:
-      r = benchmark.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats)
+      r = timing.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats)
       row['latency_ms'] = r['seconds'] * 1e3
       print(f'  {n:24s} {row["latency_ms"]:8.1f} ms  (compile {r["compile_s"]:.0f} s)', flush=True)
       if progress:
@@ -103,7 +103,7 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
       'activations (conv/linear output elements, the latency proxy of the G-GhostNet paper) at each',
       "model's input size, counted by `ghostnets_jax.stats`; params of the train form (deploy form:",
       'BN folded). Latency: the deploy form (`ghostnets_jax.reparameterize`), batch 1, float32, jitted',
-      'and warm, median of interleaved rounds (`ghostnets_jax.benchmark.latency`), measured on:', '',
+      'and warm, median of interleaved rounds (`ghostnets_jax.timing.latency`), measured on:', '',
       f'> {machine}', '',
       'Top-1: ImageNet-1k as published (source column); not re-measured here.', '',
       '![top-1 against MACs](zoo_accuracy_vs_macs.png)', '',
@@ -171,7 +171,7 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
                  measure: bool = True, min_time: float = 1.0, repeats: int = 5) -> list[dict]:
   """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``. ``zoo.json`` is
   rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``."""
-  from ghostnets_jax import benchmark
+  from ghostnets_jax import timing
   json_path = os.path.join(out_dir, 'zoo.json')
   latencies, machine = {}, None
   if reuse_latency or not measure:
@@ -182,7 +182,7 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
       machine = old['machine']
     elif reuse_latency:
       raise SystemExit(f'--reuse-latency: {json_path} does not exist; run --report once without it')
-  machine = machine or benchmark.describe(benchmark.machine())
+  machine = machine or timing.describe(timing.machine())
   os.makedirs(out_dir, exist_ok=True)
 
   def save(rows: list[dict]) -> None:

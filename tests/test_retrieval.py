@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ghostnets_jax.evaluate.retrieval import (class_retrieval, copy_detection, fit_pca_whitening, l2n,
+from ghostnets_jax.metrics.retrieval import (class_retrieval, copy_detection, fit_pca_whitening, l2n,
                                               retrieval_metrics, retrieval_report)
 
 

@@ -1,7 +1,7 @@
 """Evaluations run after the classification eval (``config.eval.evaluators``), by name.
 
 ``retrieval`` (MultiGrain): embeddings of the eval split and of a strongly augmented copy of each
-eval image, then :func:`ghostnets_jax.evaluate.retrieval.retrieval_report`: class-level
+eval image, then :func:`ghostnets_jax.metrics.retrieval.retrieval_report`: class-level
 retrieval (same label = relevant) and copy detection (the original is the one relevant item),
 both as mAP and recall@1.
 """
@@ -69,7 +69,7 @@ def embed_split(exp: Any, variables: dict, spec: str, seed: int = 0
 def retrieval(exp: Any, variables: dict) -> dict[str, float]:
   """MultiGrain's retrieval evaluation on the eval split: ``retrieval/class/{mAP,recall@1}``
   and ``retrieval/copy/{mAP,recall@1}`` (copies: :data:`COPY_AUGMENT` of each eval image)."""
-  from ghostnets_jax.evaluate.retrieval import retrieval_report
+  from ghostnets_jax.metrics.retrieval import retrieval_report
   r = exp.resolved
   size = r['eval_image_size']
   emb, labels = embed_split(exp, variables, r['eval_preprocess'])
