@@ -14,12 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 from ghostnets_jax.convert.rules import TorchRules, get_torch_rules, strip_prefix
 from ghostnets_jax.registry import create_model, get_spec
 from ghostnets_jax.reparam import fuse, fuse_variables
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys
   (``mismatches``: how many in all)."""
   mismatches: int = 0

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 
 IMAGENET_MANUAL_FILES = {
     'ILSVRC2012_img_train.tar': 'training images: 1,000 tars named <synset>.tar (n01440764.tar, '
@@ -23,7 +24,7 @@ IMAGENET_MANUAL_FILES = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
   """A dataset that is neither prepared nor preparable from what is on disk."""
 
 
