@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ghostnets_jax import get_spec
 from ghostnets_jax.data import preprocess
-from ghostnets_jax.train import mesh as mesh_lib, optim, state as state_lib, trainer
+from ghostnets_jax.train import experiment, mesh as mesh_lib, optim, run_config, state as state_lib, trainer
 from ghostnets_jax.train import step as step_lib
 from ghostnets_jax.train.checkpoint import Checkpointer
 from tests.dist_scenarios import SIZE, tiny_model_and_tx
@@ -31,7 +31,7 @@ CONFIG_FILES = sorted(f for f in glob.glob(os.path.join(os.path.dirname(__file__
 
 def _restore_flat(workdir: str, which='latest'):
   """(step, flat state, input position) of a tiny-config run, restored on this process' mesh."""
-  exp = trainer.build(tiny_config(**REFERENCE_RUN), workdir, train=False)
+  exp = experiment.build(tiny_config(**REFERENCE_RUN), workdir, train=False)
   step, state, data = exp.restore(which)
   exp.checkpointer.close()
   return step, flat(state), data
@@ -200,7 +200,7 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
   runs on tiny inputs with a stand-in model of seconds of compile."""
   c = _load_config(path)
   spec = get_spec(c.model)
-  real = trainer.build_model(c, num_classes=10)
+  real = experiment.build_model(c, num_classes=10)
   shapes = jax.eval_shape(real.init, jax.random.key(0),
                           jnp.zeros((1, spec.input_size, spec.input_size, 3)))
   assert sum(x.size for x in jax.tree_util.tree_leaves(shapes['params'])) > 1e6
@@ -212,10 +212,10 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
       reprob=a.reprob, remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   image = preprocess.compose(spec_str)(tf.zeros((40, 48, 3), tf.uint8), tf.constant([0, 1], tf.int64))
   assert image.shape == (SIZE, SIZE, 3) and image.dtype == tf.float32
-  model = trainer.build_model(c, num_classes=10)
+  model = experiment.build_model(c, num_classes=10)
   schedule = optim.make_schedule(c, steps_per_epoch=10, total_steps=100)
   tx = optim.make_optimizer(c, schedule)
-  sc = trainer.step_config(c, num_classes=10, steps_per_epoch=10)
+  sc = run_config.step_config(c, num_classes=10, steps_per_epoch=10)
   loss_init = step_lib.get_loss(c.loss).init_params
   mesh = mesh_lib.make_mesh((1, 1))
   abstract = state_lib.abstract_state(model, tx, SIZE, bool(c.ema.decay), loss_init)

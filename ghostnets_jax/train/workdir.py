@@ -25,13 +25,18 @@ import jax
 import ml_collections
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 
 RUN_FILE = 'run.json'
 RESUME = ('auto', 'force')
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
   """The workdir holds a run of another model or config."""
+
+
+class NoRunError(UserError, FileNotFoundError):
+  """The workdir holds no checkpoint of a training run (e.g. a mistyped --workdir)."""
 
 
 def identity(config: ml_collections.ConfigDict, num_classes: int, train: bool) -> dict[str, Any]:

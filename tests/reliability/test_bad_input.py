@@ -170,7 +170,7 @@ def test_a_dataset_that_cannot_be_downloaded_says_how_to_prepare_it(tmp_path, mo
 
 
 def test_missing_imagenet_manual_files_are_listed_with_where_to_put_them(tmp_path):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   from ghostnets_jax.data.datasets import DatasetNotFoundError
   manual = tmp_path / 'manual'
   manual.mkdir()
@@ -178,7 +178,7 @@ def test_missing_imagenet_manual_files_are_listed_with_where_to_put_them(tmp_pat
   c = tiny_config(**{'data.dataset': 'imagenet2012', 'data.eval_split': 'validation',
                      'data.data_dir': str(tmp_path / 'tfds'), 'data.manual_dir': str(manual)})
   with pytest.raises(DatasetNotFoundError) as e:
-    trainer.build(c, str(tmp_path / 'run'))
+    experiment.build(c, str(tmp_path / 'run'))
   msg = str(e.value)
   assert f'ILSVRC2012_img_train.tar not found in the manual_dir {manual}' in msg
   assert f'{manual}/ILSVRC2012_img_train.tar  (training images' in msg
@@ -213,10 +213,10 @@ def test_a_dataset_of_images_the_pipeline_cannot_read_is_refused(feature, msg):
 ])
 def test_images_of_the_wrong_layout_or_dtype_in_the_train_step(bad, msg, tmp_path):
   """The jitted train step (traced only, nothing compiles) stops with the model's message."""
-  from ghostnets_jax.train import step as step_lib, trainer
-  exp = trainer.build(tiny_config(**RUN), str(tmp_path / 'run'))
+  from ghostnets_jax.train import experiment, step as step_lib
+  exp = experiment.build(tiny_config(**RUN), str(tmp_path / 'run'))
   exp.checkpointer.close()
-  fn = step_lib.make_train_step(exp.model, exp.tx, exp.resolved['step_config'], exp.schedule)
+  fn = step_lib.make_train_step(exp.model, exp.tx, exp.resolved.step_config, exp.schedule)
   images = np.zeros((32, 32, 32, 3), np.float32)
   batch = {'image': bad(images), 'label': np.zeros(32, np.int32),
            'image_id': np.arange(32, dtype=np.int32)}
@@ -225,12 +225,12 @@ def test_images_of_the_wrong_layout_or_dtype_in_the_train_step(bad, msg, tmp_pat
 
 
 def test_an_empty_split_names_the_splits_and_the_field(tmp_path):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   from ghostnets_jax.data import datasets as DS
   with pytest.raises(ValueError, match=r"fashion_mnist_embedded split 'train\[5:5\]' is empty \(0 "
                      r'examples in .*\): nothing to train or evaluate on\. Available splits: '
                      r'train \(10000\), test \(2000\); set --config.data.train_split'):
-    trainer.build(tiny_config(**{'data.train_split': 'train[5:5]'}), str(tmp_path / 'run'))
+    experiment.build(tiny_config(**{'data.train_split': 'train[5:5]'}), str(tmp_path / 'run'))
   with pytest.raises(ValueError, match=r"has no split 'validation'; available: train \(10000\), "
                      r'test \(2000\)\. Set --config.data.train_split / --config.data.eval_split'):
     DS.open_source('fashion_mnist_embedded', 'validation', embedded_data_dir())
@@ -238,7 +238,7 @@ def test_an_empty_split_names_the_splits_and_the_field(tmp_path):
 
 
 def test_a_batch_that_does_not_split_over_the_devices_suggests_sizes(tmp_path):
-  from ghostnets_jax.train import mesh as mesh_lib, trainer
+  from ghostnets_jax.train import experiment, mesh as mesh_lib
   with pytest.raises(ValueError, match=r'batch_size=100 is not divisible by devices x '
                      r'grad_accum_steps = 8 x 1 = 8: every device takes an equal share of the '
                      r'global batch\. Use --config.batch_size=96 or --config.batch_size=104'):
@@ -247,6 +247,6 @@ def test_a_batch_that_does_not_split_over_the_devices_suggests_sizes(tmp_path):
   n = jax.device_count()            # through the trainer, on this process' devices
   with pytest.raises(ValueError, match=rf'batch_size={3 * n + 1} is not divisible by devices x '
                      rf'grad_accum_steps = {n} x 3 = {3 * n}'):
-    trainer.build(tiny_config(batch_size=3 * n + 1, **{'optim.grad_accum_steps': 3}),
+    experiment.build(tiny_config(batch_size=3 * n + 1, **{'optim.grad_accum_steps': 3}),
                   str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
