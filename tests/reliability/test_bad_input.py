@@ -71,13 +71,24 @@ def test_valid_overrides_still_parse():
                                                                           {'stem_width': 8})
 
 
-def test_main_py_reports_a_bad_override_and_writes_nothing(tmp_path):
-  p = run_python(['main.py', f'--config={DEMO}', f'--workdir={tmp_path / "run"}',
-                  '--config.optim.lrr=0.1'])
+def _user_error(args: list[str], *expected: str, env: dict | None = None) -> str:
+  """Runs ``python args``: exit status 2, one ``error:`` line holding ``expected``, no traceback."""
+  p = run_python(args, env=env)
   out = p.communicate(timeout=300)[0]
-  assert p.returncode == 1, out
-  assert "FATAL Flags parsing error: --config.optim.lrr: config.optim has no field 'lrr'" in out
-  assert 'Traceback' not in out and not os.path.exists(tmp_path / 'run')
+  assert p.returncode == 2, out[-3000:]
+  assert 'Traceback' not in out, out[-3000:]
+  errors = [line for line in out.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1, out[-3000:]
+  for text in expected:
+    assert text in errors[0], errors[0]
+  return errors[0]
+
+
+def test_main_py_reports_a_bad_override_and_writes_nothing(tmp_path):
+  _user_error(['main.py', f'--config={DEMO}', f'--workdir={tmp_path / "run"}',
+               '--config.optim.lrr=0.1'],
+              "--config.optim.lrr: config.optim has no field 'lrr' (did you mean 'lr'?)")
+  assert not os.path.exists(tmp_path / 'run')
 
 
 # ------------------------------------------------------------------- a workdir of another run
@@ -141,6 +152,33 @@ def test_eval_of_another_models_checkpoint_names_both(baseline, tmp_path):
                      r"evaluates a checkpoint of a training run; pass that run's --workdir"):
     trainer.evaluate(tiny_config(**RUN), str(empty))
   assert not empty.exists()                            # nothing created
+
+
+# -------------------------------------------- the command lines: one message, no traceback, 2
+TINY = 'tests/reliability/tiny_config.py'
+
+
+def test_main_py_and_the_export_cli_report_user_errors_in_one_line(baseline, tmp_path):
+  """A foreign workdir, a workdir with no run, a dataset that does not exist, an unreachable
+  bucket (main.py) and a checkpoint of another class count (export): exit status 2, the message
+  naming the problem and the fix, no traceback, nothing written."""
+  workdir = copy_run(baseline, tmp_path / 'run')
+  before = files(workdir)
+  main = ['main.py', f'--config={TINY}', '--mode=train']
+  _user_error([*main, f'--workdir={workdir}', '--config.model=ghostnet_100'],
+              f'{workdir} holds a run of ghostnet_050', 'Use another --workdir')
+  _user_error([*main, f'--workdir={tmp_path / "typo"}', '--mode=eval'],
+              'no checkpoint in', "pass that run's --workdir")
+  _user_error([*main, f'--workdir={tmp_path / "new"}', '--config.data.dataset=fashion_mnistt',
+               f'--config.data.data_dir={tmp_path / "tfds"}'],
+              "unknown TFDS dataset 'fashion_mnistt'", 'Set --config.data.dataset')
+  _user_error([*main, '--workdir=gs://no-such-bucket/run'], 'gs://no-such-bucket/run',
+              'STORAGE_EMULATOR_HOST', env={'STORAGE_EMULATOR_HOST': 'http://127.0.0.1:9'})
+  out = str(tmp_path / 'm.onnx')
+  _user_error(['-m', 'ghostnets_jax.export', 'onnx', '--checkpoint', workdir, '--num-classes', '5',
+               '--out', out], 'is a run with 10 classes, not 5', 'drop --num-classes')
+  assert files(workdir) == before and not os.path.exists(out)
+  assert not os.path.exists(tmp_path / 'typo') and not os.path.exists(tmp_path / 'new')
 
 
 # ------------------------------------------------------------------------------------- data
