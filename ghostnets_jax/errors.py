@@ -12,3 +12,11 @@ class UserError(Exception):
 
 
 EXIT_CODE = 2   # the exit status of a command stopped by a UserError
+
+
+class ConfigError(UserError, ValueError):
+  """Config values that do not work (together); the message names the field to change."""
+
+
+class PathNotFoundError(UserError, FileNotFoundError):
+  """A path that the config or a flag names does not exist."""

@@ -19,8 +19,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from ghostnets_jax.data import datasets, pipeline, preprocess
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.train import mesh as mesh_lib
-from ghostnets_jax.train.run_config import ConfigError, RunConfig
+from ghostnets_jax.train.run_config import RunConfig
 
 Evaluator = Callable[[dict], dict[str, float]]
 _EVALUATORS: dict[str, Callable[..., Evaluator]] = {}

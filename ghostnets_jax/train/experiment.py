@@ -20,12 +20,13 @@ import optax
 
 from ghostnets_jax import storage
 from ghostnets_jax.data import datasets, pipeline
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.registry import create_model, module_fields
 from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import Checkpointer, is_run_checkpoint, restore_variables
-from ghostnets_jax.train.run_config import ConfigError, RunConfig, resolve
+from ghostnets_jax.train.run_config import RunConfig, resolve
 
 
 def _dtype(name: str) -> Any:

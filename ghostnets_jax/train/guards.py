@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train.checkpoint import Checkpointer
-from ghostnets_jax.train.run_config import ConfigError
 
 
 class StopSignal:

@@ -15,15 +15,11 @@ import jax
 import ml_collections
 
 from ghostnets_jax.data import preprocess
-from ghostnets_jax.errors import UserError
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.registry import get_spec
 from ghostnets_jax.train import finetune, optim
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import step as step_lib
-
-
-class ConfigError(UserError, ValueError):
-  """A config whose values do not work together (named with the field to change)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,13 +18,13 @@ import ml_collections
 from clu import periodic_actions
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import state as state_lib, summary
 from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import BEST_METRIC, is_run_checkpoint
 from ghostnets_jax.train.experiment import Experiment, build, write_configs
 from ghostnets_jax.train.guards import NonFiniteGuard, StopSignal
-from ghostnets_jax.train.run_config import ConfigError
 
 
 def _eval_variables(state: state_lib.TrainState) -> list[tuple[str, dict]]:

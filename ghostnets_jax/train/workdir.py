@@ -25,7 +25,7 @@ import jax
 import ml_collections
 
 from ghostnets_jax import storage
-from ghostnets_jax.errors import UserError
+from ghostnets_jax.errors import ConfigError, UserError
 
 RUN_FILE = 'run.json'
 RESUME = ('auto', 'force')
@@ -91,7 +91,7 @@ def check(workdir: str, ident: dict[str, Any], signature: dict[str, str], *, has
   ``run.json`` describes as another; returns True when ``run.json`` should be (re)written (a new
   run, no record yet, or differences accepted with ``resume='force'``)."""
   if resume not in RESUME:
-    raise ValueError(f"config.resume must be one of {RESUME} ('force': resume a run of another "
+    raise ConfigError(f"config.resume must be one of {RESUME} ('force': resume a run of another "
                      f'model/config), got {resume!r}.')
   run = read(workdir) if has_checkpoints else None
   if run is None:

@@ -288,3 +288,20 @@ def test_a_batch_that_does_not_split_over_the_devices_suggests_sizes(tmp_path):
     experiment.build(tiny_config(batch_size=3 * n + 1, **{'optim.grad_accum_steps': 3}),
                   str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def test_the_export_cli_lets_an_unexpected_error_through_with_its_traceback(monkeypatch, tmp_path):
+  """Only user errors become one line and status 2; a bug (here a KeyError) propagates."""
+  from ghostnets_jax.export import __main__ as export_cli, pipeline
+  from ghostnets_jax.export.onnx import ExportError
+
+  def fails(error):
+    def export(*args, **kwargs):
+      raise error
+    return export
+  argv = ['onnx', '--model', 'ghostnet_050', '--out', str(tmp_path / 'm.onnx')]
+  monkeypatch.setattr(pipeline, 'export_onnx_file', fails(KeyError('a bug')))
+  with pytest.raises(KeyError, match='a bug'):
+    export_cli.main(argv)
+  monkeypatch.setattr(pipeline, 'export_onnx_file', fails(ExportError('bad input; the fix')))
+  assert export_cli.main(argv) == 2
