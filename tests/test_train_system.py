@@ -93,6 +93,48 @@ def test_eval_from_restore_latest_best_step_raw_and_ema(ref_root):
     trainer.evaluate(c, ref)
 
 
+@pytest.mark.xdist_group('train_tiny')
+def test_one_console_line_and_one_event_per_metric_per_log_step(tmp_path, caplog):
+  """4 steps logged every 2, evaluated at step 4: each log step has one console line with its
+  numbers (no second progress note, no echo of the scalars), and the event file holds every
+  scalar once per step, equal to what the line says."""
+  import collections
+  import logging
+  import re
+  workdir = str(tmp_path / 'run')
+  c = tiny_config(**{'num_train_steps': 4, 'log_every_steps': 2, 'eval.every_steps': 4,
+                     'checkpoint.every_steps': 4, 'ema.decay': 0.0})
+  with caplog.at_level(logging.INFO):
+    trainer.train_and_evaluate(c, workdir)
+  messages = [r.getMessage() for r in caplog.records if '/orbax/' not in r.pathname]  # as main.py
+  progress = [m for m in messages if re.search(r'loss|steps?[/_ ]s|work unit|train/|eval/', m)]
+  step_lines = [m for m in progress if re.match(r'step \d+/4 ', m)]
+  eval_lines = [m for m in progress if m.startswith('eval at step ')]
+  assert [m.split()[1] for m in step_lines] == ['2/4', '4/4'], progress
+  assert len(eval_lines) == 1 and eval_lines[0].startswith('eval at step 4:'), progress
+  assert len(progress) == 3, progress                   # nothing else about the step's numbers
+  events = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  scalars = collections.Counter()
+  values = {}
+  for path in events:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        if v.metadata.plugin_data.plugin_name == 'scalars':
+          scalars[event.step, v.tag] += 1
+          values[event.step, v.tag] = float(tf.make_ndarray(v.tensor))
+  assert scalars and set(scalars.values()) == {1}, scalars          # each scalar once per step
+  tags = {tag for _, tag in scalars}
+  assert all(t.startswith(('train/', 'eval/')) for t in tags), tags
+  train_tags = {t for t in tags if t.startswith('train/')}
+  assert {s for s, t in scalars if t.startswith('train/')} == {2, 4}
+  assert {(s, t) for s, t in scalars if s == 2} == {(2, t) for t in train_tags}
+  assert {s for s, t in scalars if t.startswith('eval/')} == {4}
+  logged = re.search(r'loss (\S+)  top1 (\S+)', step_lines[1]).groups()
+  assert values[4, 'train/loss'] == pytest.approx(float(logged[0]), abs=1e-4)
+  assert values[4, 'train/top1'] == pytest.approx(float(logged[1]), abs=1e-4)
+  assert re.search(r'top1 (\S+)', eval_lines[0]).group(1) == f"{values[4, 'eval/top1']:.4f}"
+
+
 @pytest.mark.xdist_group('train_devices8')
 def test_eight_devices_sharded_fsdp_grouped_bn_and_restore_on_one_device(tmp_path):
   p = run_python(['-m', 'tests.dist_scenarios', 'devices8', str(tmp_path)],
@@ -154,48 +196,6 @@ def test_demo_trains_checkpoints_and_evaluates_from_restore(tmp_path_factory):
   if restored['step'] == 60:
     assert restored['top1'] == pytest.approx(final['top1'], abs=1e-6)
   assert restored['top1'] >= final['top1'] - 1e-6
-
-
-@pytest.mark.xdist_group('train_tiny')
-def test_one_console_line_and_one_event_per_metric_per_log_step(tmp_path, caplog):
-  """4 steps logged every 2, evaluated at step 4: each log step has one console line with its
-  numbers (no second progress note, no echo of the scalars), and the event file holds every
-  scalar once per step, equal to what the line says."""
-  import collections
-  import logging
-  import re
-  workdir = str(tmp_path / 'run')
-  c = tiny_config(**{'num_train_steps': 4, 'log_every_steps': 2, 'eval.every_steps': 4,
-                     'checkpoint.every_steps': 4, 'ema.decay': 0.0})
-  with caplog.at_level(logging.INFO):
-    trainer.train_and_evaluate(c, workdir)
-  messages = [r.getMessage() for r in caplog.records if '/orbax/' not in r.pathname]  # as main.py
-  progress = [m for m in messages if re.search(r'loss|steps?[/_ ]s|work unit|train/|eval/', m)]
-  step_lines = [m for m in progress if re.match(r'step \d+/4 ', m)]
-  eval_lines = [m for m in progress if m.startswith('eval at step ')]
-  assert [m.split()[1] for m in step_lines] == ['2/4', '4/4'], progress
-  assert len(eval_lines) == 1 and eval_lines[0].startswith('eval at step 4:'), progress
-  assert len(progress) == 3, progress                   # nothing else about the step's numbers
-  events = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
-  scalars = collections.Counter()
-  values = {}
-  for path in events:
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for v in event.summary.value:
-        if v.metadata.plugin_data.plugin_name == 'scalars':
-          scalars[event.step, v.tag] += 1
-          values[event.step, v.tag] = float(tf.make_ndarray(v.tensor))
-  assert scalars and set(scalars.values()) == {1}, scalars          # each scalar once per step
-  tags = {tag for _, tag in scalars}
-  assert all(t.startswith(('train/', 'eval/')) for t in tags), tags
-  train_tags = {t for t in tags if t.startswith('train/')}
-  assert {s for s, t in scalars if t.startswith('train/')} == {2, 4}
-  assert {(s, t) for s, t in scalars if s == 2} == {(2, t) for t in train_tags}
-  assert {s for s, t in scalars if t.startswith('eval/')} == {4}
-  logged = re.search(r'loss (\S+)  top1 (\S+)', step_lines[1]).groups()
-  assert values[4, 'train/loss'] == pytest.approx(float(logged[0]), abs=1e-4)
-  assert values[4, 'train/top1'] == pytest.approx(float(logged[1]), abs=1e-4)
-  assert re.search(r'top1 (\S+)', eval_lines[0]).group(1) == f"{values[4, 'eval/top1']:.4f}"
 
 
 @pytest.mark.xdist_group('train_demo')
