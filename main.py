@@ -47,32 +47,40 @@ def parse_flags(argv: list[str]) -> list[str]:
   from ghostnets_jax.train import cli
   try:
     return cli.parse_flags(argv, FLAGS)
-  except (cli.ConfigOverrideError, flags.Error) as e:   # printed as absl's parser does
+  except cli.ConfigOverrideError as e:
+    _exit_with(e)
+  except flags.Error as e:   # printed as absl's own parser does
     sys.stderr.write(f'FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help '
                      'on flags.\n')
     sys.exit(1)
+
+
+def _exit_with(error: Exception) -> None:
+  """A user error (bad config, path, data, workdir): its message alone, exit status 2."""
+  from ghostnets_jax import errors
+  sys.stderr.write(f'error: {error}\n')
+  sys.exit(errors.EXIT_CODE)
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  from ghostnets_jax import storage
+  from ghostnets_jax.errors import UserError
   from ghostnets_jax.train import mesh, trainer   # after flag parsing: imports jax / tf
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')        # tf.data only: keep TensorFlow off the GPUs
-  mesh.initialize_distributed(FLAGS.config)
-  import jax
-  logging.info('JAX process %d/%d, %d devices (%s)', jax.process_index(), jax.process_count(),
-               jax.device_count(), jax.default_backend())
   try:
+    mesh.initialize_distributed(FLAGS.config)
+    import jax
+    logging.info('JAX process %d/%d, %d devices (%s)', jax.process_index(), jax.process_count(),
+                 jax.device_count(), jax.default_backend())
     if FLAGS.mode == 'eval':
       trainer.evaluate(FLAGS.config, FLAGS.workdir)
     else:
       trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.mode)
-  except storage.StorageError as e:   # a bucket that cannot be used: one message, what to set
-    sys.stderr.write(f'error: {e}\n')
-    sys.exit(2)
+  except UserError as e:   # what the user can fix: one message naming it; bugs keep a traceback
+    _exit_with(e)
 
 
 if __name__ == '__main__':

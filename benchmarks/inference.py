@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ghostnets_jax import benchmark as bm  # noqa: E402
+from ghostnets_jax import timing as bm  # noqa: E402
 
 
 RUNTIMES = bm.RUNTIMES

@@ -4,7 +4,7 @@
   PYTHONPATH=. python benchmarks/input_pipeline.py --recipes repghost --threads 1 --rounds 5
 
 Ours is the trainer's own code path: the recipe's config (``configs/<family>.py``) goes through
-``ghostnets_jax.train.trainer.resolve`` to the ``train_preprocess`` spec, which
+``ghostnets_jax.train.run_config.resolve`` to the ``train_preprocess`` spec, which
 ``ghostnets_jax.data.pipeline.TrainIterator`` runs in tf.data (fetch serialized TFDS examples by
 index, parse, decode only the crop window, random-resized crop, flip, RandAugment / AutoAugment /
 colour jitter, normalise, random erasing, batch, numpy) over an in-memory record source of
@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from benchmarks.input_pipeline_augment import make_jpegs  # noqa: E402
-from ghostnets_jax import benchmark as bm  # noqa: E402
+from ghostnets_jax import timing as bm  # noqa: E402
 
 # name -> (config module, variant): the three training recipes with the heaviest host pipelines
 RECIPES = {
@@ -60,9 +60,9 @@ def recipe_config(name: str):
 
 def our_spec(config) -> tuple[str, int]:
   """The trainer's ``train_preprocess`` spec and image size for ``config``."""
-  from ghostnets_jax.train import mesh as mesh_lib, trainer
-  r = trainer.resolve(config, 1000, None, mesh_lib.make_mesh())
-  return r['train_preprocess'], r['image_size']
+  from ghostnets_jax.train import mesh as mesh_lib, run_config
+  r = run_config.resolve(config, 1000, None, mesh_lib.make_mesh())
+  return r.train_preprocess, r.image_size
 
 
 def timm_kwargs(config, size: int) -> dict[str, Any]:

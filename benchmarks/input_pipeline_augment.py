@@ -186,7 +186,7 @@ def main(argv: Optional[list[str]] = None) -> tuple[list[dict], list[dict]]:
   import tensorflow as tf
   tf.config.threading.set_inter_op_parallelism_threads(1)
   tf.config.threading.set_intra_op_parallelism_threads(1)
-  from ghostnets_jax import benchmark as bm
+  from ghostnets_jax import timing as bm
   print(bm.describe(bm.machine()), flush=True)
   jpegs = make_jpegs(a.images)
   stages = stage_rows(a.recipe, jpegs, a.n, a.rounds) if a.recipe else []

@@ -15,7 +15,7 @@ from typing import Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ghostnets_jax import benchmark as bm  # noqa: E402
+from ghostnets_jax import timing as bm  # noqa: E402
 
 # (kind, spatial size, in channels, out channels, kernel, stride) from ghostnet_100's stages.
 SHAPES = (('pointwise', 112, 16, 8, 1, 1), ('pointwise', 56, 48, 12, 1, 1),

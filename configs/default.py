@@ -158,6 +158,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval.use_ema = True             # --mode=eval and keep-best use EMA weights when the run has them
   c.eval.checkpoint = 'latest'      # --mode=eval: latest | best | <step>
   c.eval.evaluators = ()            # extra evaluations (register_evaluator), e.g. retrieval
+  c.eval.evaluator_kwargs = ml_collections.ConfigDict()   # {evaluator: its keyword arguments}
 
   c.profile = ml_collections.ConfigDict()
   c.profile.start_step = -1         # >= 0: trace num_steps steps into workdir (TensorBoard)

@@ -72,6 +72,9 @@ def get_config(arg: str | None = None):
   c.data.sampler_kwargs.repeats = 3
   c.data.sampler_kwargs.len_factor = 1.0   # RASampler's epoch: N samples, N / 3 images x 3
   c.eval.evaluators = ('retrieval',)
+  # copy detection's queries: a crop of 25-100 % of the image, flip, RandAugment m9
+  c.eval.evaluator_kwargs.retrieval = dict(copy_augment=dict(
+      scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, auto_augment='rand-m9-mstd0.5'))
   if variant == 'demo':
     c = default.demo(c, 'multigrain_resnet50')
     c.model_kwargs.backbone_kwargs = DEMO_BACKBONE   # a 1-1-1-1 ResNet trunk for the CPU

@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import multigrain  # noqa: E402
-from ghostnets_jax.train import evaluators, trainer  # noqa: E402
+from ghostnets_jax.train import experiment, trainer  # noqa: E402
 
 
 def main() -> None:
@@ -31,8 +31,8 @@ def main() -> None:
   c = multigrain.get_config('demo')
   c.num_train_steps = args.steps
   c.eval.every_steps = c.checkpoint.every_steps = args.steps
-  exp = trainer.build(c, args.workdir, train=False)
-  before = evaluators.retrieval(exp, exp.init_state().variables())
+  exp = experiment.build(c, args.workdir, train=False)
+  before = exp.evaluators['retrieval'](exp.init_state().variables())
   exp.checkpointer.close()
   t0 = time.time()
   after = trainer.train_and_evaluate(c, args.workdir)

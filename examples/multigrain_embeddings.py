@@ -7,7 +7,7 @@
 Embeddings are ``model.apply(variables, x, method='embed')``; cosine similarity is their dot
 product. Without ``--gallery``, the demo embeds random images and, as queries, noisy and
 brightened copies of some of them, then reports copy-detection recall@1 and mAP
-(``ghostnets_jax.evaluate.retrieval``): each copy should find its original.
+(``ghostnets_jax.metrics.retrieval``): each copy should find its original.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 
 import ghostnets_jax as gj
 from common import add_model_args, image_paths, load_images, load_variables, random_images
-from ghostnets_jax.evaluate.retrieval import copy_detection
+from ghostnets_jax.metrics.retrieval import copy_detection
 
 
 def embed_batches(model, variables, images: np.ndarray, batch: int) -> np.ndarray:

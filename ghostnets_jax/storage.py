@@ -35,6 +35,8 @@ if os.environ.get('STORAGE_EMULATOR_HOST'):
 import fsspec  # noqa: E402
 from etils import epath  # noqa: E402  (after EPATH_USE_TF)
 
+from ghostnets_jax.errors import UserError  # noqa: E402
+
 # Bucket listings are read fresh: other hosts and tensorstore (orbax's arrays) write to the same
 # directories, and a cached listing would hide their new checkpoints.
 for _protocol in ('gs', 'gcs'):
@@ -44,7 +46,7 @@ PathLike = Union[str, os.PathLike]
 CHECK_TIMEOUT_S = 20.0
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
   """A bucket path that cannot be used: no emulator, no credentials, no bucket."""
 
 

@@ -9,7 +9,7 @@
   python -m ghostnets_jax.zoo --report --runtimes onnxruntime,mnn   # deploy runtimes too
 
 The report lists params, MACs and activations (``model_info``), the measured CPU latency of the
-deploy form at batch 1 (``ghostnets_jax.benchmark.latency``: jitted, warm, median of interleaved
+deploy form at batch 1 (``ghostnets_jax.timing.latency``: jitted, warm, median of interleaved
 rounds, float32) and the published top-1, and plots accuracy against MACs and against latency.
 With ``--runtimes``, the same deploy form's ONNX export is also timed in ONNX Runtime (CPU
 provider) and in MNN (converted by MNN's own converter, the RepGhost paper's deploy route),
@@ -86,7 +86,7 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
   """One row per model: ``model_info`` plus the deploy form's CPU latency in JAX and in each of
   ``runtimes`` (from ``latencies`` — ``{name: {column: ms}}`` — else measured when ``measure``,
   else None); ``progress(rows)`` after each measured model."""
-  from ghostnets_jax import benchmark
+  from ghostnets_jax import timing
   latencies = latencies or {}
   keys = ['latency_ms'] + [LATENCY_KEYS[rt] for rt in runtimes]
   rows = []
@@ -100,7 +100,7 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
     row.update({k: stored.get(k) for k in LATENCY_KEYS.values()})
     rows.append(row)
     if measure and any(row[k] is None for k in keys):
-      r = benchmark.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats,
+      r = timing.latency(n, batch=1, deploy=True, min_time=min_time, repeats=repeats,
                             runtimes=runtimes)
       measured = {'latency_ms': r['seconds'] * 1e3,
                   **{LATENCY_KEYS[rt]: t * 1e3 for rt, t in r.get('runtimes', {}).items()}}
@@ -123,7 +123,7 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
       'activations (conv/linear output elements, the latency proxy of the G-GhostNet paper) at each',
       "model's input size, counted by `ghostnets_jax.complexity`; params of the train form (deploy form:",
       'BN folded). Latency: the deploy form (`ghostnets_jax.reparameterize`), batch 1, float32, jitted',
-      'and warm, median of interleaved rounds (`ghostnets_jax.benchmark.latency`), measured on:', '',
+      'and warm, median of interleaved rounds (`ghostnets_jax.timing.latency`), measured on:', '',
       f'> {machine}', '',
       *(['Deploy runtimes (`--runtimes`): the same deploy form exported to ONNX and run in '
          f'{" and ".join(rt_names[rt] for rt in runtimes)} (CPU, batch 1, float32, as many threads '
@@ -198,7 +198,7 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
                  runtimes: tuple[str, ...] = ()) -> list[dict]:
   """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``. ``zoo.json`` is
   rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``."""
-  from ghostnets_jax import benchmark
+  from ghostnets_jax import timing
   json_path = os.path.join(out_dir, 'zoo.json')
   latencies, machine = {}, None
   if reuse_latency or not measure:
@@ -210,7 +210,7 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
       machine = old['machine']
     elif reuse_latency:
       raise SystemExit(f'--reuse-latency: {json_path} does not exist; run --report once without it')
-  machine = machine or benchmark.describe(benchmark.machine())
+  machine = machine or timing.describe(timing.machine())
   os.makedirs(out_dir, exist_ok=True)
 
   def save(rows: list[dict]) -> None:

@@ -25,16 +25,16 @@ IMAGES, REPEATS, SIZE, STEPS = 4, 3, 32, 6
 def run(out: str) -> None:
   import jax
   from configs import multigrain
-  from ghostnets_jax.train import mesh as M, optim, state as S, step as T, trainer
+  from ghostnets_jax.train import experiment, mesh as M, optim, run_config, state as S, step as T
   assert jax.device_count() == 2, jax.devices()
   c = multigrain.get_config('demo,psgd_kron')
   c.model_kwargs.backbone_kwargs = TINY_BACKBONE
   c.schedule.warmup_epochs = 0.0
   c.optim.lr = 3e-3
-  model = trainer.build_model(c, num_classes=10)
+  model = experiment.build_model(c, num_classes=10)
   schedule = optim.make_schedule(c, steps_per_epoch=10, total_steps=30)
   tx = optim.make_optimizer(c, schedule)
-  sc = trainer.step_config(c, num_classes=10, steps_per_epoch=10)
+  sc = run_config.step_config(c, num_classes=10, steps_per_epoch=10)
   loss_init = T.get_loss(c.loss).init_params
   abstract = S.abstract_state(model, tx, SIZE, False, loss_init)
   rng = np.random.RandomState(0)

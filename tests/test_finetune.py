@@ -20,7 +20,7 @@ import pytest
 from configs import finetune as finetune_config
 from ghostnets_jax import create_model
 from ghostnets_jax.convert import to_torch
-from ghostnets_jax.train import checkpoint, finetune, optim, trainer
+from ghostnets_jax.train import checkpoint, experiment, finetune, optim, trainer
 from ghostnets_jax.train import state as state_lib
 from tests.helpers import FAST_COMPILE, random_variables
 from tests.train_helpers import TINY_CFGS, flat, tiny_config
@@ -90,7 +90,7 @@ def test_run_on_an_image_folder_from_a_pytorch_file(root):
   # the eval metrics, recomputed in numpy from the run's final weights on the eval images (3
   # classes x 3 PNGs in batches of 4: the 3 padded rows of the last batch must not count)
   folders = [os.path.join(root, 'shoes', split) for split in ('train', 'val')]
-  exp = trainer.build(folder_config(path, *folders), workdir, train=False)
+  exp = experiment.build(folder_config(path, *folders), workdir, train=False)
   exp.checkpointer.close()
   batches = list(exp.eval_batches()[0].as_numpy_iterator())
   images = np.concatenate([b['image'][b['mask'] == 1] for b in batches])
@@ -117,7 +117,7 @@ def test_finetune_from_a_run_with_another_class_count(root, tmp_path):
   _, source, _, _ = folder_run(root)
   ckpt = flat(checkpoint.restore_variables(source))
   c = ft_config(source, **{'finetune.freeze_bn': True})
-  exp = trainer.build(c, str(tmp_path))
+  exp = experiment.build(c, str(tmp_path))
   first = flat(exp.init_state().variables())                        # before the first step
   exp.checkpointer.close()
   assert first[f"{HEAD}['kernel']"].shape == (64, 10)
@@ -225,7 +225,7 @@ def test_config_errors(root, tmp_path):
   def build(c, mode=None):
     if mode:
       return trainer.train_and_evaluate(c, str(tmp_path / 'w'), mode)
-    return trainer.build(c, str(tmp_path / 'w'))
+    return experiment.build(c, str(tmp_path / 'w'))
 
   with pytest.raises(ValueError, match=r'set --config\.init\.checkpoint='):
     build(ft_config(''))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ghostnets_jax.evaluate.retrieval import (class_retrieval, copy_detection, fit_pca_whitening, l2n,
+from ghostnets_jax.metrics.retrieval import (class_retrieval, copy_detection, fit_pca_whitening, l2n,
                                               retrieval_metrics, retrieval_report)
 
 
@@ -73,3 +73,34 @@ def test_pca_whitening_gives_identity_covariance_and_feeds_the_report():
   assert report['copy/recall@1'] == 1.0 and set(report) >= {'class/recall@1', 'copy/mAP'}
   plain = retrieval_report(evals, labels)
   assert plain['class/mAP'] == pytest.approx(class_retrieval(evals, labels)['mAP'])
+
+
+def test_the_retrieval_evaluator_of_a_run_embeds_the_split_in_order():
+  """``config.eval.evaluators = ('retrieval',)`` on MultiGrain's demo: the embeddings come back
+  in the split's order (their labels are the records' labels, read directly), the copy
+  augmentation is the config's, and the report is the metrics of those embeddings."""
+  import tempfile
+  from configs import multigrain
+  from ghostnets_jax.errors import ConfigError
+  from ghostnets_jax.train import experiment
+  from tests.train_helpers import FAST_COMPILE, embedded_data_dir
+  c = multigrain.get_config('demo')
+  c.data.data_dir, c.eval.batch_size, c.compiler_options = embedded_data_dir(), 500, FAST_COMPILE
+  with tempfile.TemporaryDirectory() as workdir:
+    exp = experiment.build(c, workdir, train=False)
+    exp.checkpointer.close()
+    evaluator = exp.evaluators['retrieval']
+    assert 'rand-m9-mstd0.5' in evaluator.copy_spec and 'flip' in evaluator.copy_spec
+    variables = exp.init_state().variables()
+    emb, labels = evaluator.embed_split(variables, exp.resolved.eval_preprocess)
+    src = exp.eval_source
+    want = [src.features.deserialize_example_np(r)['label'] for r in src.fetch(range(len(src)))]
+    np.testing.assert_array_equal(labels, want)
+    assert emb.shape[0] == len(src) == 2000
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)   # L2-normalised
+    report = evaluator(variables)
+    assert report['retrieval/class/mAP'] == pytest.approx(class_retrieval(emb, labels)['mAP'],
+                                                         abs=1e-5)
+    c.eval.evaluator_kwargs = {}
+    with pytest.raises(ConfigError, match='evaluator_kwargs.retrieval.copy_augment'):
+      experiment.build(c, workdir, train=False)

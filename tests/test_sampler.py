@@ -8,7 +8,7 @@ import collections
 import numpy as np
 import pytest
 
-from ghostnets_jax.data.sampler import RepeatedAugmentationSampler, repeated_augmentation_batches
+from ghostnets_jax.data.sampler import repeated_augmentation_batches
 
 
 def epoch_of(num_images, batch_size, epoch=0, processes=2, len_factor=3.0, **kw):
@@ -50,11 +50,10 @@ def test_last_step_drop_or_pad():
   assert set(counts) == set(range(62)) and sorted(collections.Counter(counts.values()).items()) == [(3, 60), (6, 2)]
 
 
-def test_sampler_object_and_errors():
-  s = RepeatedAugmentationSampler(60, 6, process_index=1, process_count=2, len_factor=3.0)
-  batches = list(s.epoch(2))
-  assert len(s) == len(batches) == 15
-  np.testing.assert_array_equal(np.stack(batches), epoch_of(60, 6, epoch=2)[1])
+def test_one_process_share_and_errors():
+  batches = repeated_augmentation_batches(60, 6, 2, process_index=1, process_count=2, len_factor=3.0)
+  assert len(batches) == ra_sampler_len(60, 2 * 6, len_factor=3.0) == 15
+  np.testing.assert_array_equal(batches, epoch_of(60, 6, epoch=2)[1])
   with pytest.raises(ValueError, match='multiple of repeats=3'):
     repeated_augmentation_batches(60, 8)
   with pytest.raises(ValueError, match='process_index=2'):
@@ -97,11 +96,11 @@ def test_multigrain_epoch_is_the_published_step_count():
   assert sampler.steps_per_epoch == ra_sampler_len(1_281_167, 240) == 5_338
   # the trainer's epoch (schedule, EMA, eval) is the sampler's, at any len_factor
   import jax
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import run_config
   mesh = jax.sharding.Mesh(jax.devices()[:1], ('data',))
   for factor in (1.0, 2.0):
     c.data.sampler_kwargs.len_factor = factor
     sampler = make_sampler(c.data.sampler, 24_000, c.batch_size, seed=0, process_index=0,
                            process_count=1, **c.data.sampler_kwargs.to_dict())
-    resolved = trainer.resolve(c, num_classes=1000, num_train=24_000, mesh=mesh)
-    assert resolved['steps_per_epoch'] == sampler.steps_per_epoch == int(24_000 * factor) // 240
+    resolved = run_config.resolve(c, num_classes=1000, num_train=24_000, mesh=mesh)
+    assert resolved.steps_per_epoch == sampler.steps_per_epoch == int(24_000 * factor) // 240

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from ghostnets_jax import get_spec
 from ghostnets_jax.data import preprocess
-from ghostnets_jax.train import mesh as mesh_lib, optim, state as state_lib, trainer
+from ghostnets_jax.train import experiment, mesh as mesh_lib, optim, run_config, state as state_lib, trainer
 from ghostnets_jax.train import step as step_lib
 from ghostnets_jax.train.checkpoint import Checkpointer
 from tests.dist_scenarios import SIZE, tiny_model_and_tx
@@ -31,7 +31,7 @@ CONFIG_FILES = sorted(f for f in glob.glob(os.path.join(os.path.dirname(__file__
 
 def _restore_flat(workdir: str, which='latest'):
   """(step, flat state, input position) of a tiny-config run, restored on this process' mesh."""
-  exp = trainer.build(tiny_config(**REFERENCE_RUN), workdir, train=False)
+  exp = experiment.build(tiny_config(**REFERENCE_RUN), workdir, train=False)
   step, state, data = exp.restore(which)
   exp.checkpointer.close()
   return step, flat(state), data
@@ -91,6 +91,48 @@ def test_eval_from_restore_latest_best_step_raw_and_ema(ref_root):
   c.eval.checkpoint = 'best'           # mode=train tracked no eval metrics: clear error
   with pytest.raises(FileNotFoundError, match='no checkpoint .* has eval metrics'):
     trainer.evaluate(c, ref)
+
+
+@pytest.mark.xdist_group('train_tiny')
+def test_one_console_line_and_one_event_per_metric_per_log_step(tmp_path, caplog):
+  """4 steps logged every 2, evaluated at step 4: each log step has one console line with its
+  numbers (no second progress note, no echo of the scalars), and the event file holds every
+  scalar once per step, equal to what the line says."""
+  import collections
+  import logging
+  import re
+  workdir = str(tmp_path / 'run')
+  c = tiny_config(**{'num_train_steps': 4, 'log_every_steps': 2, 'eval.every_steps': 4,
+                     'checkpoint.every_steps': 4, 'ema.decay': 0.0})
+  with caplog.at_level(logging.INFO):
+    trainer.train_and_evaluate(c, workdir)
+  messages = [r.getMessage() for r in caplog.records if '/orbax/' not in r.pathname]  # as main.py
+  progress = [m for m in messages if re.search(r'loss|steps?[/_ ]s|work unit|train/|eval/', m)]
+  step_lines = [m for m in progress if re.match(r'step \d+/4 ', m)]
+  eval_lines = [m for m in progress if m.startswith('eval at step ')]
+  assert [m.split()[1] for m in step_lines] == ['2/4', '4/4'], progress
+  assert len(eval_lines) == 1 and eval_lines[0].startswith('eval at step 4:'), progress
+  assert len(progress) == 3, progress                   # nothing else about the step's numbers
+  events = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  scalars = collections.Counter()
+  values = {}
+  for path in events:
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        if v.metadata.plugin_data.plugin_name == 'scalars':
+          scalars[event.step, v.tag] += 1
+          values[event.step, v.tag] = float(tf.make_ndarray(v.tensor))
+  assert scalars and set(scalars.values()) == {1}, scalars          # each scalar once per step
+  tags = {tag for _, tag in scalars}
+  assert all(t.startswith(('train/', 'eval/')) for t in tags), tags
+  train_tags = {t for t in tags if t.startswith('train/')}
+  assert {s for s, t in scalars if t.startswith('train/')} == {2, 4}
+  assert {(s, t) for s, t in scalars if s == 2} == {(2, t) for t in train_tags}
+  assert {s for s, t in scalars if t.startswith('eval/')} == {4}
+  logged = re.search(r'loss (\S+)  top1 (\S+)', step_lines[1]).groups()
+  assert values[4, 'train/loss'] == pytest.approx(float(logged[0]), abs=1e-4)
+  assert values[4, 'train/top1'] == pytest.approx(float(logged[1]), abs=1e-4)
+  assert re.search(r'top1 (\S+)', eval_lines[0]).group(1) == f"{values[4, 'eval/top1']:.4f}"
 
 
 @pytest.mark.xdist_group('train_devices8')
@@ -200,7 +242,7 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
   runs on tiny inputs with a stand-in model of seconds of compile."""
   c = _load_config(path)
   spec = get_spec(c.model)
-  real = trainer.build_model(c, num_classes=10)
+  real = experiment.build_model(c, num_classes=10)
   shapes = jax.eval_shape(real.init, jax.random.key(0),
                           jnp.zeros((1, spec.input_size, spec.input_size, 3)))
   assert sum(x.size for x in jax.tree_util.tree_leaves(shapes['params'])) > 1e6
@@ -212,10 +254,10 @@ def test_every_config_builds_its_model_and_runs_one_training_step(path):
       reprob=a.reprob, remode=a.remode, recount=a.recount, ops=a.ops, post_ops=a.post_ops)
   image = preprocess.compose(spec_str)(tf.zeros((40, 48, 3), tf.uint8), tf.constant([0, 1], tf.int64))
   assert image.shape == (SIZE, SIZE, 3) and image.dtype == tf.float32
-  model = trainer.build_model(c, num_classes=10)
+  model = experiment.build_model(c, num_classes=10)
   schedule = optim.make_schedule(c, steps_per_epoch=10, total_steps=100)
   tx = optim.make_optimizer(c, schedule)
-  sc = trainer.step_config(c, num_classes=10, steps_per_epoch=10)
+  sc = run_config.step_config(c, num_classes=10, steps_per_epoch=10)
   loss_init = step_lib.get_loss(c.loss).init_params
   mesh = mesh_lib.make_mesh((1, 1))
   abstract = state_lib.abstract_state(model, tx, SIZE, bool(c.ema.decay), loss_init)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ghostnets_jax import benchmark, reference_torch, zoo
+from ghostnets_jax import reference_torch, timing, zoo
 
 
 def test_report_from_stored_latencies_writes_table_json_and_plots(tmp_path):
@@ -60,10 +60,10 @@ def test_reference_sources_and_errors():
 
 
 def test_benchmark_model_names_expand_patterns_and_reject_unknown():
-  assert benchmark.model_names('ghostnet_100,repghostnet_1[03]*') == [
+  assert timing.model_names('ghostnet_100,repghostnet_1[03]*') == [
       'ghostnet_100', 'repghostnet_100', 'repghostnet_130']
   with pytest.raises(ValueError, match='no registered model matches'):
-    benchmark.model_names('nothing_*')
+    timing.model_names('nothing_*')
 
 
 def test_inference_benchmark_runs_the_deploy_form_in_onnxruntime_and_mnn(capsys):

@@ -20,17 +20,18 @@ import json
 from typing import Any, Callable, Optional, Union
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 
 CHECKSUM_KEY = '_checksum'   # in the JSON item: the state's fingerprint at save time
 BEST_METRIC = 'top1'
 WEIGHTS = ('auto', 'ema', 'raw')
 
 
-class CorruptCheckpointError(RuntimeError):
+class CorruptCheckpointError(UserError, RuntimeError):
   """A checkpoint that cannot be read, or whose contents differ from what was saved."""
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
   """A run directory that cannot serve the request (no checkpoint, another model, ...)."""
 
 

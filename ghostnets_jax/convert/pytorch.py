@@ -15,11 +15,12 @@ import numpy as np
 from flax import traverse_util
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 from ghostnets_jax.registry import TorchRules, create_model, get_spec, list_models
 from ghostnets_jax.reparam import reparameterize
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """A checkpoint does not fit the model: lists missing, unexpected and mis-shaped keys
   (``mismatches``: how many in all)."""
   mismatches: int = 0

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import ConfigError, PathNotFoundError, UserError
 
 IMAGENET_MANUAL_FILES = {
     'ILSVRC2012_img_train.tar': 'training images: 1,000 tars named <synset>.tar (n01440764.tar, '
@@ -23,7 +24,7 @@ IMAGENET_MANUAL_FILES = {
 }
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(UserError, FileNotFoundError):
   """A dataset that is neither prepared nor preparable from what is on disk."""
 
 
@@ -144,12 +145,12 @@ def open_source(name: str, split: str, data_dir: Optional[str] = None,
     ds = builder.as_data_source(split)
   except (KeyError, ValueError) as e:   # an unknown split, or a slice that selects nothing
     if _split_size(builder, split) != 0:
-      raise ValueError(f'{name} has no split {split!r}; available: {_splits(builder)}. Set '
+      raise ConfigError(f'{name} has no split {split!r}; available: {_splits(builder)}. Set '
                        '--config.data.train_split / --config.data.eval_split to one of them.') from e
     ds = None
   n = len(ds) if ds is not None else 0
   if n == 0:
-    raise ValueError(f'{name} split {split!r} is empty (0 examples in {builder.data_dir}): '
+    raise ConfigError(f'{name} split {split!r} is empty (0 examples in {builder.data_dir}): '
                      f'nothing to train or evaluate on. Available splits: {_splits(builder)}; set '
                      '--config.data.train_split / --config.data.eval_split to a non-empty one '
                      "(slices such as 'train[:90%]' work).")
@@ -171,13 +172,13 @@ def _split_size(builder: tfds.core.DatasetBuilder, split: str) -> Optional[int]:
 def _check_features(name: str, features: tfds.features.FeaturesDict) -> None:
   """The pipeline decodes ``image`` as an encoded 8-bit image (or a uint8 HWC tensor)."""
   if 'image' not in features or 'label' not in features:
-    raise ValueError(f'{name} needs "image" and "label" features; it has {list(features)}. Use an '
+    raise ConfigError(f'{name} needs "image" and "label" features; it has {list(features)}. Use an '
                      'image classification dataset, or an image folder (--config.data.source=folder).')
   f = features['image']
   shape, dtype = tuple(f.shape), getattr(f.dtype, 'name', str(f.dtype))
   channels = (None, 1, 3, 4) if isinstance(f, tfds.features.Image) else (3,)   # decoded to RGB
   if dtype != 'uint8' or len(shape) != 3 or shape[-1] not in channels:
-    raise ValueError(
+    raise ConfigError(
         f'{name}: the "image" feature is {type(f).__name__} of dtype {dtype} and shape {shape}; '
         'the input pipeline reads 8-bit images: tfds.features.Image of shape (height, width, 1, 3 '
         'or 4 channels), or a uint8 Tensor of shape (height, width, 3). Store the images as '
@@ -205,10 +206,10 @@ SOURCES = ('tfds', 'folder')
 def _open_folder(field: str, root: str, split: str, d: Any):
   from ghostnets_jax.data.image_folder import open_image_folder
   if not root:
-    raise ValueError(f'data.source=folder needs --config.data.{field}=<folder with one sub-folder '
+    raise ConfigError(f'data.source=folder needs --config.data.{field}=<folder with one sub-folder '
                      'per class>.')
   if not storage.path(root).is_dir():
-    raise FileNotFoundError(f'config.data.{field}: image folder not found: {root}')
+    raise PathNotFoundError(f'config.data.{field}: image folder not found: {root}')
   return open_image_folder(root, split, on_corrupt=d.on_corrupt,
                            allow_empty_classes=d.allow_empty_classes)
 
@@ -229,15 +230,15 @@ def open_splits(d: Any, *, train: bool = True, evaluate: bool = True) -> tuple[A
         train_src.class_names != eval_src.class_names):
       only_t = sorted(set(train_src.class_names) - set(eval_src.class_names))
       only_e = sorted(set(eval_src.class_names) - set(train_src.class_names))
-      raise ValueError(f'the class folders of data.train_dir ({d.train_dir}) and data.eval_dir '
+      raise ConfigError(f'the class folders of data.train_dir ({d.train_dir}) and data.eval_dir '
                        f'({d.eval_dir}) differ (labels are sorted folder names): only in train '
                        f'{only_t}, only in eval {only_e}. Give both the same class folders '
                        '(an empty one plus data.allow_empty_classes=True is fine).')
     return train_src, eval_src
   if source != 'tfds':
-    raise ValueError(f'config.data.source must be one of {SOURCES}, got {source!r}.')
+    raise ConfigError(f'config.data.source must be one of {SOURCES}, got {source!r}.')
   if not d.dataset:
-    raise ValueError('config.data.dataset is empty: name a TFDS dataset (--config.data.dataset='
+    raise ConfigError('config.data.dataset is empty: name a TFDS dataset (--config.data.dataset='
                      'oxford_flowers102) or use a folder (--config.data.source=folder '
                      '--config.data.train_dir=... --config.data.eval_dir=...).')
   builder = prepare_on_all_processes(lambda: prepare(d.dataset, d.data_dir, d.manual_dir))

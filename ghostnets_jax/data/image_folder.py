@@ -28,13 +28,14 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import UserError
 
 EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif')
 TF_FORMATS = ('JPEG', 'PNG', 'BMP', 'GIF')  # what tf.io.decode_image reads
 ON_CORRUPT = ('error', 'skip')
 
 
-class CorruptImageError(ValueError):
+class CorruptImageError(UserError, ValueError):
   """An image file of the folder that cannot be decoded."""
 
 

@@ -8,7 +8,8 @@ Entry point for the trainer:
 
 `labels_onehot` is (B, K) one-hot (or already soft); label smoothing is folded into the targets
 (`y * (1 - s) + s / K`, timm's on/off values), so do not smooth again in the loss. With
-`cfg.enabled` False (both alphas 0) only the smoothing happens.
+`cfg.enabled` False (both alphas 0) only the smoothing happens. Smoothing is off unless
+`label_smoothing` is set (the recipe's value belongs to the config).
 
 Semantics follow timm: each image i is paired with image B-1-i (`pairing='flip'`; `'roll'` pairs
 it with i-1 instead); with probability `prob` (per batch in mode 'batch', per image in 'elem',
@@ -29,8 +30,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
-__all__ = ['MixupConfig', 'MixParams', 'smooth_labels', 'cutmix_box', 'sample_params',
+__all__ = ['MixupConfig', 'MixParams', 'cutmix_box', 'sample_params',
            'apply_params', 'mixup_cutmix']
 
 _MODES = ('batch', 'pair', 'elem')
@@ -48,7 +50,7 @@ class MixupConfig:
   switch_prob: float = 0.5
   mode: str = 'batch'
   correct_lam: bool = True
-  label_smoothing: float = 0.1
+  label_smoothing: float = 0.
   pairing: str = 'flip'
 
   def __post_init__(self):
@@ -83,12 +85,6 @@ class MixParams(NamedTuple):
   lam: jax.Array
   use_cutmix: jax.Array
   box: jax.Array
-
-
-def smooth_labels(labels: jax.Array, smoothing: float) -> jax.Array:
-  """timm's smoothed one-hot: on = 1 - s + s / K, off = s / K."""
-  labels = labels.astype(jnp.float32)
-  return labels * (1. - smoothing) + smoothing / labels.shape[-1]
 
 
 def cutmix_box(rng: jax.Array, lam: jax.Array, height: int, width: int,
@@ -173,7 +169,7 @@ def apply_params(images: jax.Array, labels: jax.Array, params: MixParams,
   in_box = (rows >= yl) & (rows < yh) & (cols >= xl) & (cols < xh)
   pasted = jnp.where(in_box, other, images)
   out = jnp.where(params.use_cutmix[:, None, None, None], pasted, mixed)
-  targets = smooth_labels(labels, cfg.label_smoothing)
+  targets = optax.smooth_labels(labels.astype(jnp.float32), cfg.label_smoothing)   # timm's on/off
   lam_y = params.lam.astype(jnp.float32)[:, None]
   targets = targets * lam_y + _partner(targets, cfg.pairing) * (1. - lam_y)
   return out, targets

@@ -14,9 +14,6 @@ computes the same permutation from ``(seed, epoch)``.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Iterator
-
 import numpy as np
 
 
@@ -60,32 +57,3 @@ def repeated_augmentation_batches(num_images: int, batch_size: int, epoch: int =
   share = order.reshape(steps, process_count, per_process)[:, process_index]
   return np.repeat(share, repeats, axis=1)
 
-
-@dataclasses.dataclass(frozen=True)
-class RepeatedAugmentationSampler:
-  """Iterable form of :func:`repeated_augmentation_batches` for one process.
-
-  ``sampler.epoch(e)`` iterates that epoch's batches (index arrays of length ``batch_size``);
-  ``len(sampler)`` is the number of steps per epoch.
-  """
-  num_images: int
-  batch_size: int
-  repeats: int = 3
-  process_index: int = 0
-  process_count: int = 1
-  seed: int = 0
-  shuffle: bool = True
-  drop_last: bool = True
-  len_factor: float = 1.0
-
-  def batches(self, epoch: int) -> np.ndarray:
-    return repeated_augmentation_batches(
-        self.num_images, self.batch_size, epoch, repeats=self.repeats,
-        process_index=self.process_index, process_count=self.process_count, seed=self.seed,
-        shuffle=self.shuffle, drop_last=self.drop_last, len_factor=self.len_factor)
-
-  def epoch(self, epoch: int) -> Iterator[np.ndarray]:
-    yield from self.batches(epoch)
-
-  def __len__(self) -> int:
-    return len(self.batches(0))

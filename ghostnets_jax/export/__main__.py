@@ -11,7 +11,8 @@ MODEL is --model NAME [--checkpoint FILE] (a PyTorch/MindSpore file, or random w
 model_kwargs, classes and input size; --step best|latest|N and --weights auto|ema|raw pick the
 checkpoint (auto: what `main.py --mode=eval` evaluates).
 
-Exit status: 0 on success, 2 on bad input or a failed check (nothing is written then).
+Exit status: 0 on success, 2 on bad input or a failed check, with one message and nothing
+written; any other error is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _model_args(p: argparse.ArgumentParser, out_example: str) -> None:
   p.add_argument('--no-deploy', dest='deploy', action='store_false',
                  help='export the training form instead of the re-parameterized one')
   p.add_argument('--layout', choices=('NCHW', 'NHWC'), default='NCHW', help='input layout (default NCHW)')
-  p.add_argument('--num-classes', type=int, help='classifier size (default: from the checkpoint, else 1000)')
+  p.add_argument('--num-classes', type=int, help="classifier size (default: the checkpoint's, else the "
+                 "registry model's)")
   p.add_argument('--input-size', type=int, help="image size (default: the model's)")
   p.add_argument('--slice-as-conv', action='store_true',
                  help='channel slices as 1x1 convolutions (faster on Ascend)')
@@ -64,10 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = _parser().parse_args(argv)
-  from ghostnets_jax import storage
-  from ghostnets_jax.convert import CheckpointMismatchError, CorruptCheckpointError
-  from ghostnets_jax.export.onnx import ExportError
-  from ghostnets_jax.export.rewrites import GraphRewriteError
+  from ghostnets_jax import errors, storage
   try:
     if args.command == 'lite':
       from ghostnets_jax.export.lite import convert
@@ -90,10 +89,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
       report = pipeline.export_mindspore_file(args.model, args.out, batch_size=args.batch_size,
                                               ckpt=args.ckpt, **common)
-  except (ExportError, CheckpointMismatchError, CorruptCheckpointError, GraphRewriteError,
-          ValueError, FileNotFoundError, NotImplementedError, ImportError, storage.StorageError) as e:
+  # UserError: ours (checkpoint mismatch, corrupt or foreign run, bucket, failed check); the
+  # built-in ones: an unknown model name, a missing file or package, an operator the route lacks
+  except (errors.UserError, ValueError, FileNotFoundError, NotImplementedError, ImportError) as e:
     print(f'error: {e}', file=sys.stderr)
-    return 2
+    return errors.EXIT_CODE
   print(report)
   return 0
 

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import onnx
 
+from ghostnets_jax.errors import UserError
 from ghostnets_jax.export import rewrites
 from ghostnets_jax.layers import export_lowering
 from ghostnets_jax.reparam import reparameterize
@@ -28,7 +29,7 @@ INPUT_NAME, OUTPUT_NAME = 'images', 'logits'
 OPSET = 23
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
   """An export could not be produced or did not pass its checks."""
 
 

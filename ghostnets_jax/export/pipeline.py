@@ -117,7 +117,7 @@ def load_model(name: Optional[str], checkpoint: Optional[str] = None, *,
   ``checkpoint``: a training run (its workdir; ``step`` and ``weights`` pick the checkpoint, the
   run names its model, ``model_kwargs``, classes and input size: ``name``/``num_classes``, if
   given, must agree), a PyTorch/MindSpore file (any format of ``load_checkpoint``; ``name``
-  needed), or None for random weights.
+  needed), or None for random weights (``num_classes`` classes, else the registry's default).
   """
   if checkpoint and not storage.path(checkpoint).exists():
     raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
@@ -146,7 +146,7 @@ def load_model(name: Optional[str], checkpoint: Optional[str] = None, *,
     variables = load_checkpoint(name, checkpoint, num_classes=num_classes)
     model = create_model(name, num_classes=num_classes_of(name, variables))
     return Source(name, model, variables, size, prep, os.path.basename(checkpoint))
-  model = create_model(name, num_classes=1000 if num_classes is None else num_classes)
+  model = create_model(name, **({} if num_classes is None else {'num_classes': num_classes}))
   variables = init_variables(model, (1, size, size, getattr(model, 'in_chans', 3)))
   return Source(name, model, variables, size, prep, 'random initialisation')
 

@@ -24,8 +24,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ghostnets_jax.errors import UserError
 
-class GraphRewriteError(ValueError):
+
+class GraphRewriteError(UserError, ValueError):
   """A graph pass cannot be applied to this model."""
 
 

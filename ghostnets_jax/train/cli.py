@@ -13,11 +13,13 @@ from absl import flags
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags, config_path
 
+from ghostnets_jax.errors import UserError
+
 _TYPE_NAMES = {bool: 'a boolean', int: 'an integer', float: 'a number',
                str: 'a string', tuple: 'a tuple'}
 
 
-class ConfigOverrideError(ValueError):
+class ConfigOverrideError(UserError, ValueError):
   """A ``--config.<field>=<value>`` override that cannot apply."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import ml_collections
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import ConfigError, PathNotFoundError
 
 FREEZE = ('none', 'trunk')
 
@@ -40,9 +41,9 @@ def validate(config: ml_collections.ConfigDict, *, check_init: bool = True) -> N
   ft = config.get('finetune')
   if ft is not None:
     if ft.freeze not in FREEZE:
-      raise ValueError(f'config.finetune.freeze must be one of {FREEZE}, got {ft.freeze!r}.')
+      raise ConfigError(f'config.finetune.freeze must be one of {FREEZE}, got {ft.freeze!r}.')
     if not ft.trunk_lr_mult >= 0:
-      raise ValueError(f'config.finetune.trunk_lr_mult must be >= 0 (0 = frozen trunk), got '
+      raise ConfigError(f'config.finetune.trunk_lr_mult must be >= 0 (0 = frozen trunk), got '
                        f'{ft.trunk_lr_mult}.')
   if check_init:
     _init_path(config)
@@ -53,15 +54,15 @@ def _init_path(config: ml_collections.ConfigDict) -> Optional[tuple[str, str]]:
   i = config.init
   paths = {k: i.get(k) for k in ('checkpoint', 'torch_checkpoint', 'workdir') if i.get(k)}
   if len(paths) > 1:
-    raise ValueError(f'set one of config.init.checkpoint / torch_checkpoint / workdir, not '
+    raise ConfigError(f'set one of config.init.checkpoint / torch_checkpoint / workdir, not '
                      f'{sorted(paths)}.')
   if i.get('required') and not paths:
-    raise ValueError('this config fine-tunes pretrained weights: set --config.init.checkpoint=<a '
+    raise ConfigError('this config fine-tunes pretrained weights: set --config.init.checkpoint=<a '
                      'PyTorch .pth/.pt/.bin/.safetensors file, a MindSpore .ckpt file, or the '
                      'workdir of a ghostnets_jax run>.')
   for field, path in paths.items():
     if not storage.path(path).exists():
-      raise FileNotFoundError(f'config.init.{field}: not found: {path}')
+      raise PathNotFoundError(f'config.init.{field}: not found: {path}')
   return next(iter(paths.items()), None)
 
 
@@ -76,7 +77,7 @@ def pretrained_variables(config: ml_collections.ConfigDict) -> Optional[tuple[di
   i = config.init
   if storage.path(path).is_dir() and field != 'torch_checkpoint':
     if not is_run_checkpoint(path):
-      raise FileNotFoundError(f'config.init.{field}: {path} holds no ghostnets_jax checkpoint (a '
+      raise PathNotFoundError(f'config.init.{field}: {path} holds no ghostnets_jax checkpoint (a '
                               'run workdir, its checkpoints/ directory or a step directory).')
     kwargs: dict[str, Any] = {'step': i.step, 'use_ema': i.use_ema}
     what = f'run {path} ({i.step}{", EMA" if i.use_ema else ""})'

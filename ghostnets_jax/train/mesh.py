@@ -17,6 +17,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ghostnets_jax.errors import ConfigError
+
 AXES = ('data', 'fsdp')
 
 
@@ -60,7 +62,7 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
   d = config.distributed
   mode = d.initialize
   if mode not in INITIALIZE:
-    raise ValueError(f'config.distributed.initialize must be one of {INITIALIZE}, got {mode!r}.')
+    raise ConfigError(f'config.distributed.initialize must be one of {INITIALIZE}, got {mode!r}.')
   if mode == 'never':
     return
   if mode == 'auto':
@@ -87,14 +89,14 @@ def make_mesh(mesh_shape: Sequence[int] = (-1, 1), axis_names: Sequence[str] = A
   devices = list(devices) if devices is not None else jax.devices()
   shape = list(mesh_shape)
   if shape.count(-1) > 1:
-    raise ValueError(f'mesh_shape {tuple(mesh_shape)} has more than one -1')
+    raise ConfigError(f'mesh_shape {tuple(mesh_shape)} has more than one -1')
   known = math.prod(s for s in shape if s != -1)
   if -1 in shape:
     if len(devices) % known:
-      raise ValueError(f'mesh_shape {tuple(mesh_shape)} does not divide {len(devices)} devices')
+      raise ConfigError(f'mesh_shape {tuple(mesh_shape)} does not divide {len(devices)} devices')
     shape[shape.index(-1)] = len(devices) // known
   if math.prod(shape) != len(devices):
-    raise ValueError(f'mesh_shape {tuple(shape)} needs {math.prod(shape)} devices, there are '
+    raise ConfigError(f'mesh_shape {tuple(shape)} needs {math.prod(shape)} devices, there are '
                      f'{len(devices)}')
   return jax.make_mesh(tuple(shape), tuple(axis_names), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,) * len(shape))
@@ -152,7 +154,7 @@ def check_batch_size(batch_size: int, num_devices: int, grad_accum_steps: int = 
     return
   lo = batch_size // unit * unit
   fix = ' or '.join(f'--config.batch_size={v}' for v in (lo, lo + unit) if v > 0)
-  raise ValueError(f'batch_size={batch_size} is not divisible by devices x grad_accum_steps = '
+  raise ConfigError(f'batch_size={batch_size} is not divisible by devices x grad_accum_steps = '
                    f'{num_devices} x {grad_accum_steps} = {unit}: every device takes an equal '
                    f'share of the global batch. Use {fix} (or change optim.grad_accum_steps).')
 
@@ -164,5 +166,5 @@ def bn_num_groups(mesh: Mesh, bn_group_size: int) -> int:
   if not bn_group_size or bn_group_size >= n:
     return 1
   if n % bn_group_size:
-    raise ValueError(f'bn_group_size={bn_group_size} does not divide the {n} devices')
+    raise ConfigError(f'bn_group_size={bn_group_size} does not divide the {n} devices')
   return n // bn_group_size

@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from ghostnets_jax.errors import ConfigError
+
 OPTIMIZERS = ('sgd', 'rmsprop_tf', 'adamw', 'lamb', 'psgd_kron')
 SCHEDULES = ('cosine', 'step', 'exponential', 'constant', 'polynomial')
 
@@ -49,12 +51,12 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, total
     main = optax.constant_schedule(peak)
   elif s.name == 'polynomial':
     if s.end_epoch <= 0:
-      raise ValueError(f'schedule.end_epoch must be > 0 for the polynomial schedule, got '
+      raise ConfigError(f'schedule.end_epoch must be > 0 for the polynomial schedule, got '
                        f'{s.end_epoch}; THOR uses 70 for a 45-epoch run')
     end = max(int(round(s.end_epoch * steps_per_epoch)), 1)
     main = optax.polynomial_schedule(peak, 0.0, s.power, end)
   else:
-    raise ValueError(f'unknown schedule {s.name!r}; choose one of {SCHEDULES}')
+    raise ConfigError(f'unknown schedule {s.name!r}; choose one of {SCHEDULES}')
   if s.per_epoch:
     smooth, spe = main, max(int(steps_per_epoch), 1)
     main = lambda t: smooth((t // spe) * spe)  # noqa: E731
@@ -106,7 +108,7 @@ def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule
   elif o.name == 'psgd_kron':
     parts.append(psgd_kron(o, schedule, mask))
   else:
-    raise ValueError(f'unknown optimizer {o.name!r}; choose one of {OPTIMIZERS}')
+    raise ConfigError(f'unknown optimizer {o.name!r}; choose one of {OPTIMIZERS}')
   ft = config.get('finetune')
   if ft is not None and (ft.freeze == 'trunk' or ft.trunk_lr_mult != 1.0):
     parts = [split_trunk(optax.chain(*parts), 0.0 if ft.freeze == 'trunk' else ft.trunk_lr_mult)]
@@ -148,7 +150,7 @@ def split_trunk(tx: optax.GradientTransformation, trunk_lr_mult: float
   as a ``trunk_lr_mult`` times smaller lr for every optimizer here), or nothing at all when it
   is 0 (frozen: zero updates, no optimizer state)."""
   if trunk_lr_mult < 0:
-    raise ValueError(f'finetune.trunk_lr_mult must be >= 0, got {trunk_lr_mult}')
+    raise ConfigError(f'finetune.trunk_lr_mult must be >= 0, got {trunk_lr_mult}')
   trunk = (optax.set_to_zero() if trunk_lr_mult == 0
            else optax.chain(tx, optax.scale(trunk_lr_mult)))
   return optax.multi_transform({'trunk': trunk, 'head': tx}, trunk_labels)

@@ -1,4 +1,7 @@
-"""The run's metric writer: console log + TensorBoard event files in the workdir, local or remote.
+"""The run's metric writer: TensorBoard event files in the workdir, local or remote.
+
+The console gets one line per log step from the trainer itself, so the writer writes events only
+(clu's default writer would also log every scalar to the console).
 
 clu's writer writes event files with TensorFlow's own filesystem, whose GCS client always calls
 the public endpoint with its own credentials lookup (it cannot reach a Cloud Storage emulator and
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Optional
 
 from clu import metric_writers
 
@@ -21,10 +24,10 @@ from ghostnets_jax import storage
 class MirroredWriter:
   """A clu ``MetricWriter`` over a local directory whose files are copied to ``dst`` on flush."""
 
-  def __init__(self, dst: storage.PathLike, just_logging: bool = False):
+  def __init__(self, dst: storage.PathLike):
     self.dst = storage.path(dst)
     self.logdir = tempfile.mkdtemp(prefix='ghostnets_jax-events-')
-    self._writer = metric_writers.create_default_writer(self.logdir, just_logging=just_logging)
+    self._writer = events_writer(self.logdir)
     self._copied: dict[str, int] = {}
 
   def __getattr__(self, name: str) -> Any:   # write_scalars, write_hparams, ...
@@ -52,12 +55,21 @@ class MirroredWriter:
     shutil.rmtree(self.logdir, ignore_errors=True)
 
 
-def create_writer(workdir: storage.PathLike, just_logging: bool = False):
-  """``(writer, logdir)``: clu's default writer on ``workdir`` (local), or a
-  :class:`MirroredWriter` for a bucket workdir; ``logdir`` is where local tools (the profiler)
-  should write so their files reach the workdir too."""
-  if storage.is_remote(workdir) and not just_logging:
+def events_writer(logdir: Optional[str]) -> metric_writers.MetricWriter:
+  """clu's TensorBoard writer on ``logdir`` (asynchronous); with None, a writer that drops
+  everything (the processes other than 0)."""
+  if logdir is None:
+    return metric_writers.MultiWriter([])
+  return metric_writers.AsyncMultiWriter([metric_writers.SummaryWriter(logdir)])
+
+
+def create_writer(workdir: storage.PathLike, events: bool = True):
+  """``(writer, logdir)``: the events writer on ``workdir`` (local), or a :class:`MirroredWriter`
+  for a bucket workdir, or with ``events=False`` one that writes nothing; ``logdir`` is where
+  local tools (the profiler) should write so their files reach the workdir too."""
+  if not events:
+    return events_writer(None), os.fspath(workdir)
+  if storage.is_remote(workdir):
     writer = MirroredWriter(workdir)
     return writer, writer.logdir
-  return (metric_writers.create_default_writer(os.fspath(storage.path(workdir)),
-                                               just_logging=just_logging), os.fspath(workdir))
+  return events_writer(os.fspath(storage.path(workdir))), os.fspath(workdir)

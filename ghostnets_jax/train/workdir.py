@@ -25,13 +25,18 @@ import jax
 import ml_collections
 
 from ghostnets_jax import storage
+from ghostnets_jax.errors import ConfigError, UserError
 
 RUN_FILE = 'run.json'
 RESUME = ('auto', 'force')
 
 
-class RunMismatchError(ValueError):
+class RunMismatchError(UserError, ValueError):
   """The workdir holds a run of another model or config."""
+
+
+class NoRunError(UserError, FileNotFoundError):
+  """The workdir holds no checkpoint of a training run (e.g. a mistyped --workdir)."""
 
 
 def identity(config: ml_collections.ConfigDict, num_classes: int, train: bool) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def check(workdir: str, ident: dict[str, Any], signature: dict[str, str], *, has
   ``run.json`` describes as another; returns True when ``run.json`` should be (re)written (a new
   run, no record yet, or differences accepted with ``resume='force'``)."""
   if resume not in RESUME:
-    raise ValueError(f"config.resume must be one of {RESUME} ('force': resume a run of another "
+    raise ConfigError(f"config.resume must be one of {RESUME} ('force': resume a run of another "
                      f'model/config), got {resume!r}.')
   run = read(workdir) if has_checkpoints else None
   if run is None:

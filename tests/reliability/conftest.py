@@ -72,8 +72,8 @@ def run_until_step(workdir: str, step: int, sig: int, timeout: int = 600,
 
 def restore(workdir: str, which='latest'):
   """(step, {leaf path: array}, input position) of a checkpoint of the tiny run."""
-  from ghostnets_jax.train import trainer
-  exp = trainer.build(tiny_config(**RUN), workdir, train=False)
+  from ghostnets_jax.train import experiment
+  exp = experiment.build(tiny_config(**RUN), workdir, train=False)
   try:
     step, state, data = exp.restore(which)
   finally:

@@ -71,13 +71,24 @@ def test_valid_overrides_still_parse():
                                                                           {'stem_width': 8})
 
 
-def test_main_py_reports_a_bad_override_and_writes_nothing(tmp_path):
-  p = run_python(['main.py', f'--config={DEMO}', f'--workdir={tmp_path / "run"}',
-                  '--config.optim.lrr=0.1'])
+def _user_error(args: list[str], *expected: str, env: dict | None = None) -> str:
+  """Runs ``python args``: exit status 2, one ``error:`` line holding ``expected``, no traceback."""
+  p = run_python(args, env=env)
   out = p.communicate(timeout=300)[0]
-  assert p.returncode == 1, out
-  assert "FATAL Flags parsing error: --config.optim.lrr: config.optim has no field 'lrr'" in out
-  assert 'Traceback' not in out and not os.path.exists(tmp_path / 'run')
+  assert p.returncode == 2, out[-3000:]
+  assert 'Traceback' not in out, out[-3000:]
+  errors = [line for line in out.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1, out[-3000:]
+  for text in expected:
+    assert text in errors[0], errors[0]
+  return errors[0]
+
+
+def test_main_py_reports_a_bad_override_and_writes_nothing(tmp_path):
+  _user_error(['main.py', f'--config={DEMO}', f'--workdir={tmp_path / "run"}',
+               '--config.optim.lrr=0.1'],
+              "--config.optim.lrr: config.optim has no field 'lrr' (did you mean 'lr'?)")
+  assert not os.path.exists(tmp_path / 'run')
 
 
 # ------------------------------------------------------------------- a workdir of another run
@@ -143,6 +154,33 @@ def test_eval_of_another_models_checkpoint_names_both(baseline, tmp_path):
   assert not empty.exists()                            # nothing created
 
 
+# -------------------------------------------- the command lines: one message, no traceback, 2
+TINY = 'tests/reliability/tiny_config.py'
+
+
+def test_main_py_and_the_export_cli_report_user_errors_in_one_line(baseline, tmp_path):
+  """A foreign workdir, a workdir with no run, a dataset that does not exist, an unreachable
+  bucket (main.py) and a checkpoint of another class count (export): exit status 2, the message
+  naming the problem and the fix, no traceback, nothing written."""
+  workdir = copy_run(baseline, tmp_path / 'run')
+  before = files(workdir)
+  main = ['main.py', f'--config={TINY}', '--mode=train']
+  _user_error([*main, f'--workdir={workdir}', '--config.model=ghostnet_100'],
+              f'{workdir} holds a run of ghostnet_050', 'Use another --workdir')
+  _user_error([*main, f'--workdir={tmp_path / "typo"}', '--mode=eval'],
+              'no checkpoint in', "pass that run's --workdir")
+  _user_error([*main, f'--workdir={tmp_path / "new"}', '--config.data.dataset=fashion_mnistt',
+               f'--config.data.data_dir={tmp_path / "tfds"}'],
+              "unknown TFDS dataset 'fashion_mnistt'", 'Set --config.data.dataset')
+  _user_error([*main, '--workdir=gs://no-such-bucket/run'], 'gs://no-such-bucket/run',
+              'STORAGE_EMULATOR_HOST', env={'STORAGE_EMULATOR_HOST': 'http://127.0.0.1:9'})
+  out = str(tmp_path / 'm.onnx')
+  _user_error(['-m', 'ghostnets_jax.export', 'onnx', '--checkpoint', workdir, '--num-classes', '5',
+               '--out', out], 'is a run with 10 classes, not 5', 'drop --num-classes')
+  assert files(workdir) == before and not os.path.exists(out)
+  assert not os.path.exists(tmp_path / 'typo') and not os.path.exists(tmp_path / 'new')
+
+
 # ------------------------------------------------------------------------------------- data
 def test_a_dataset_that_cannot_be_downloaded_says_how_to_prepare_it(tmp_path, monkeypatch):
   """Offline, TFDS retries for minutes and raises a bare ConnectionError; the download is cut
@@ -170,7 +208,7 @@ def test_a_dataset_that_cannot_be_downloaded_says_how_to_prepare_it(tmp_path, mo
 
 
 def test_missing_imagenet_manual_files_are_listed_with_where_to_put_them(tmp_path):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   from ghostnets_jax.data.datasets import DatasetNotFoundError
   manual = tmp_path / 'manual'
   manual.mkdir()
@@ -178,7 +216,7 @@ def test_missing_imagenet_manual_files_are_listed_with_where_to_put_them(tmp_pat
   c = tiny_config(**{'data.dataset': 'imagenet2012', 'data.eval_split': 'validation',
                      'data.data_dir': str(tmp_path / 'tfds'), 'data.manual_dir': str(manual)})
   with pytest.raises(DatasetNotFoundError) as e:
-    trainer.build(c, str(tmp_path / 'run'))
+    experiment.build(c, str(tmp_path / 'run'))
   msg = str(e.value)
   assert f'ILSVRC2012_img_train.tar not found in the manual_dir {manual}' in msg
   assert f'{manual}/ILSVRC2012_img_train.tar  (training images' in msg
@@ -213,10 +251,10 @@ def test_a_dataset_of_images_the_pipeline_cannot_read_is_refused(feature, msg):
 ])
 def test_images_of_the_wrong_layout_or_dtype_in_the_train_step(bad, msg, tmp_path):
   """The jitted train step (traced only, nothing compiles) stops with the model's message."""
-  from ghostnets_jax.train import step as step_lib, trainer
-  exp = trainer.build(tiny_config(**RUN), str(tmp_path / 'run'))
+  from ghostnets_jax.train import experiment, step as step_lib
+  exp = experiment.build(tiny_config(**RUN), str(tmp_path / 'run'))
   exp.checkpointer.close()
-  fn = step_lib.make_train_step(exp.model, exp.tx, exp.resolved['step_config'], exp.schedule)
+  fn = step_lib.make_train_step(exp.model, exp.tx, exp.resolved.step_config, exp.schedule)
   images = np.zeros((32, 32, 32, 3), np.float32)
   batch = {'image': bad(images), 'label': np.zeros(32, np.int32),
            'image_id': np.arange(32, dtype=np.int32)}
@@ -225,12 +263,12 @@ def test_images_of_the_wrong_layout_or_dtype_in_the_train_step(bad, msg, tmp_pat
 
 
 def test_an_empty_split_names_the_splits_and_the_field(tmp_path):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   from ghostnets_jax.data import datasets as DS
   with pytest.raises(ValueError, match=r"fashion_mnist_embedded split 'train\[5:5\]' is empty \(0 "
                      r'examples in .*\): nothing to train or evaluate on\. Available splits: '
                      r'train \(10000\), test \(2000\); set --config.data.train_split'):
-    trainer.build(tiny_config(**{'data.train_split': 'train[5:5]'}), str(tmp_path / 'run'))
+    experiment.build(tiny_config(**{'data.train_split': 'train[5:5]'}), str(tmp_path / 'run'))
   with pytest.raises(ValueError, match=r"has no split 'validation'; available: train \(10000\), "
                      r'test \(2000\)\. Set --config.data.train_split / --config.data.eval_split'):
     DS.open_source('fashion_mnist_embedded', 'validation', embedded_data_dir())
@@ -238,7 +276,7 @@ def test_an_empty_split_names_the_splits_and_the_field(tmp_path):
 
 
 def test_a_batch_that_does_not_split_over_the_devices_suggests_sizes(tmp_path):
-  from ghostnets_jax.train import mesh as mesh_lib, trainer
+  from ghostnets_jax.train import experiment, mesh as mesh_lib
   with pytest.raises(ValueError, match=r'batch_size=100 is not divisible by devices x '
                      r'grad_accum_steps = 8 x 1 = 8: every device takes an equal share of the '
                      r'global batch\. Use --config.batch_size=96 or --config.batch_size=104'):
@@ -247,6 +285,23 @@ def test_a_batch_that_does_not_split_over_the_devices_suggests_sizes(tmp_path):
   n = jax.device_count()            # through the trainer, on this process' devices
   with pytest.raises(ValueError, match=rf'batch_size={3 * n + 1} is not divisible by devices x '
                      rf'grad_accum_steps = {n} x 3 = {3 * n}'):
-    trainer.build(tiny_config(batch_size=3 * n + 1, **{'optim.grad_accum_steps': 3}),
+    experiment.build(tiny_config(batch_size=3 * n + 1, **{'optim.grad_accum_steps': 3}),
                   str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+def test_the_export_cli_lets_an_unexpected_error_through_with_its_traceback(monkeypatch, tmp_path):
+  """Only user errors become one line and status 2; a bug (here a KeyError) propagates."""
+  from ghostnets_jax.export import __main__ as export_cli, pipeline
+  from ghostnets_jax.export.onnx import ExportError
+
+  def fails(error):
+    def export(*args, **kwargs):
+      raise error
+    return export
+  argv = ['onnx', '--model', 'ghostnet_050', '--out', str(tmp_path / 'm.onnx')]
+  monkeypatch.setattr(pipeline, 'export_onnx_file', fails(KeyError('a bug')))
+  with pytest.raises(KeyError, match='a bug'):
+    export_cli.main(argv)
+  monkeypatch.setattr(pipeline, 'export_onnx_file', fails(ExportError('bad input; the fix')))
+  assert export_cli.main(argv) == 2

@@ -73,14 +73,14 @@ def rewrite(step_dir):
                          ids=lambda f: f.__name__)
 def test_damaged_latest_is_named_moved_aside_and_the_previous_restored(baseline, tmp_path, damage,
                                                                         caplog):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   damage(os.path.join(ckpts, '6'))
   damaged = files(os.path.join(ckpts, '6'))
   good = {s: files(os.path.join(ckpts, str(s))) for s in range(1, 6)}
   with caplog.at_level(logging.INFO):
-    exp = trainer.build(tiny_config(**RUN), workdir, train=True)
+    exp = experiment.build(tiny_config(**RUN), workdir, train=True)
     step, state, data = exp.restore('latest', quarantine=True)
   exp.checkpointer.close()
   msg = caplog.text
@@ -114,12 +114,12 @@ def test_resume_past_a_damaged_latest_ends_bit_identical(baseline, tmp_path):
 
 
 def test_all_damaged_or_a_damaged_named_step_raise_and_change_nothing(baseline, tmp_path):
-  from ghostnets_jax.train import trainer
+  from ghostnets_jax.train import experiment
   from ghostnets_jax.train.checkpoint import CorruptCheckpointError
   workdir = copy_run(baseline, tmp_path / 'run')
   ckpts = os.path.join(workdir, 'checkpoints')
   garbage(os.path.join(ckpts, '3'))
-  exp = trainer.build(tiny_config(**RUN), workdir, train=False)
+  exp = experiment.build(tiny_config(**RUN), workdir, train=False)
   with pytest.raises(CorruptCheckpointError, match=f'checkpoint {ckpts}/3 cannot be read'):
     exp.restore(3)
   for s in range(1, 7):

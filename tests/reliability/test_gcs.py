@@ -102,8 +102,8 @@ def mindir_correct(mindir_path: str, batches, batch_size: int) -> int:
 def eval_batches(workdir: str):
   """The eval split exactly as ``main.py --mode=eval`` feeds it (same preprocessing, padding
   masked), as numpy batches."""
-  from ghostnets_jax.train import trainer
-  exp = trainer.build(tiny_config(**RUN), workdir, train=False)
+  from ghostnets_jax.train import experiment
+  exp = experiment.build(tiny_config(**RUN), workdir, train=False)
   try:
     ds, _ = exp.eval_batches()
     return list(ds.as_numpy_iterator())

@@ -1,1 +1,0 @@
-"""Evaluation beyond top-1: retrieval metrics."""
