@@ -237,7 +237,7 @@ def test_bad_specs_raise(spec, match):
 def test_no_augmentation_specs():
   img = natural_images()[0]
   for spec in (None, '', 'none'):
-    np.testing.assert_array_equal(A.build_train_ops(spec, mean=IMAGENET_DEFAULT_MEAN)(img, tf.constant([0, 1])).numpy(), img)
+    np.testing.assert_array_equal(A.build_train_ops(spec, img.shape[:2], mean=IMAGENET_DEFAULT_MEAN)(img, tf.constant([0, 1])).numpy(), img)
 
 
 @functools.lru_cache(maxsize=None)

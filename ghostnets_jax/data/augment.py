@@ -873,7 +873,7 @@ def parse_spec(spec: str | None) -> AugmentSpec:
                    f'AutoAugment policies {", ".join(_AA_POLICIES)}')
 
 
-def build_train_ops(spec: str | None, img_size: int | Sequence[int] = 224, *,
+def build_train_ops(spec: str | None, img_size: int | Sequence[int], *,
                     mean: Sequence[float], interpolation: str = 'random',
                     ) -> Callable[[Image, Seed], Image]:
   """`(image_uint8_hwc, seed[2]) -> image_uint8_hwc` for a timm `--aa` string, with the hparams
