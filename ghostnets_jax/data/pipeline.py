@@ -28,6 +28,7 @@ import tensorflow_datasets as tfds
 
 from ghostnets_jax.data.datasets import Source
 from ghostnets_jax.data.preprocess import compose
+from ghostnets_jax.errors import ConfigError
 
 FETCH_CHUNK = 64   # records read per random-access call
 
@@ -67,7 +68,7 @@ def make_sampler(name: str, num_records: int, global_batch: int, *, seed: int,
       if e.name != 'ghostnets_jax.data.sampler':
         raise
   if name not in _SAMPLERS:
-    raise ValueError(f'unknown sampler {name!r}; registered: {sorted(_SAMPLERS)}')
+    raise ConfigError(f'unknown sampler {name!r}; set config.data.sampler to one of {sorted(_SAMPLERS)}')
   return _SAMPLERS[name](num_records, global_batch, seed=seed, process_index=process_index,
                          process_count=process_count, **kwargs)
 
@@ -86,12 +87,12 @@ class ShuffleSampler:
 
   def __post_init__(self):
     if self.global_batch % self.process_count:
-      raise ValueError(f'global batch {self.global_batch} is not divisible by the '
-                       f'{self.process_count} processes')
+      raise ConfigError(f'global batch {self.global_batch} is not divisible by the '
+                        f'{self.process_count} processes; change config.batch_size.')
     self.steps_per_epoch = self.num_records // self.global_batch
     if self.steps_per_epoch == 0:
-      raise ValueError(f'the split has {self.num_records} examples, fewer than one global batch '
-                       f'of {self.global_batch}; lower config.batch_size.')
+      raise ConfigError(f'the split has {self.num_records} examples, fewer than one global batch '
+                        f'of {self.global_batch}; lower config.batch_size.')
 
   def epoch_indices(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     n = self.steps_per_epoch * self.global_batch
@@ -121,8 +122,8 @@ class RepeatedSampler:
 
   def __post_init__(self):
     if self.global_batch % (self.process_count * self.repeats):
-      raise ValueError(f'global batch {self.global_batch} must be a multiple of processes x '
-                       f'repeats = {self.process_count} x {self.repeats}; change config.batch_size.')
+      raise ConfigError(f'global batch {self.global_batch} must be a multiple of processes x '
+                        f'repeats = {self.process_count} x {self.repeats}; change config.batch_size.')
     self.local = self.global_batch // self.process_count
     self.steps_per_epoch = len(self._batches(0))
 
@@ -230,9 +231,9 @@ class TrainIterator:
 
   def set_state(self, state: dict[str, Any]) -> None:
     if state.get('steps_per_epoch', self.steps_per_epoch) != self.steps_per_epoch:
-      raise ValueError(f'the checkpointed input position was for {state["steps_per_epoch"]} '
-                       f'steps per epoch, this run has {self.steps_per_epoch} (batch size or '
-                       'dataset changed); resume with the same config.batch_size and data.')
+      raise ConfigError(f'the checkpointed input position was for {state["steps_per_epoch"]} '
+                        f'steps per epoch, this run has {self.steps_per_epoch} (batch size or '
+                        'dataset changed); resume with the same config.batch_size and data.')
     if not 0 <= state['batch'] < self.steps_per_epoch:
       raise ValueError(f'bad input position {state}')
     self.position = Position(int(state['epoch']), int(state['batch']))
