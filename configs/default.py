@@ -35,9 +35,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.on_nonfinite = 'stop'           # a NaN/Inf loss or gradient: stop (naming the step) | skip (count it)
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
-  # Rematerialisation of the forward in the backward (less memory, more compute): 'none', a
-  # jax.checkpoint_policies name ('nothing_saveable', 'dots_saveable', ...) for the whole model,
-  # or 'blocks' (each top-level block recomputed, its input kept). docs/benchmarks.md measures it.
+  # Rematerialisation of the forward in the backward (less memory, more compute): 'none' or a
+  # jax.checkpoint_policies name for the whole model ('dots_saveable', 'nothing_saveable', ...;
+  # ghostnets_jax.train.step.REMAT_POLICIES). docs/benchmarks.md measures the trade-off.
   c.remat = 'none'
 
   c.data = ml_collections.ConfigDict()
