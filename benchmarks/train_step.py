@@ -124,8 +124,11 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
   from timm.loss import SoftTargetCrossEntropy
   from timm.utils import ModelEmaV3
 
+  import jax
+
   from ghostnets_jax import reference_torch
-  ref.train()
+  device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+  ref.to(device).train()
   decay = [p for p in ref.parameters() if p.ndim > 1]
   no_decay = [p for p in ref.parameters() if p.ndim <= 1]
   o = c.optim
@@ -140,22 +143,24 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
   ema = ModelEmaV3(ref, decay=c.ema.decay) if c.ema.decay else None
   criterion = SoftTargetCrossEntropy()
   net = torch.compile(ref) if compile_model else ref
-  x0 = torch.from_numpy(np.ascontiguousarray(bm.images(c.batch_size, size).transpose(0, 3, 1, 2)))
-  y0 = torch.from_numpy(np.random.RandomState(1).randint(0, 1000, c.batch_size)).long()
-  eye = torch.eye(1000)
+  x0 = torch.from_numpy(np.ascontiguousarray(bm.images(c.batch_size, size).transpose(0, 3, 1, 2))).to(device)
+  y0 = torch.from_numpy(np.random.RandomState(1).randint(0, 1000, c.batch_size)).long().to(device)
+  eye = torch.eye(1000, device=device)
 
   def call():
     if mix is not None:
       x, y = mix(x0.clone(), y0)
     else:
       x, y = x0, eye[y0] * (1 - c.label_smoothing) + c.label_smoothing / 1000
-    with torch.autocast('cpu', torch.bfloat16, enabled=c.dtype == 'bfloat16'):
+    with torch.autocast(device, torch.bfloat16, enabled=c.dtype == 'bfloat16'):
       loss = criterion(reference_torch.logits(net(x)).float(), y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     if ema is not None:
       ema.update(ref)
+    if device == 'cuda':
+      torch.cuda.synchronize()
     return loss
   return call
 

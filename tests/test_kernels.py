@@ -158,6 +158,22 @@ def test_depthwise_custom_vjp_matches_torch_autograd_under_jit_and_vmap():
                              atol=1e-5, rtol=1e-5)
 
 
+def test_depthwise_custom_vjp_keeps_bfloat16_and_agrees_with_float32_gradients():
+  rng = np.random.RandomState(9)
+  x = rng.randn(4, 12, 12, 8).astype(np.float32)
+  kernel = (rng.randn(3, 3, 1, 8) / 3).astype(np.float32)
+  cot = rng.randn(4, 6, 6, 8).astype(np.float32)
+  exact = _depthwise_grads(jnp.asarray(x), jnp.asarray(kernel), 2, torch_padding(3), 1, 'native',
+                           jnp.asarray(cot))
+  low = _depthwise_grads(jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16), 2,
+                         torch_padding(3), 1, 'shift_add', jnp.asarray(cot, jnp.bfloat16))
+  for name, a, b in zip(('input', 'kernel'), low, exact):
+    assert a.dtype == jnp.bfloat16, name
+    # the kernel gradient sums 4 * 6 * 6 products: bfloat16's 8-bit mantissa, relative to its scale
+    scale = float(np.abs(np.asarray(b)).max())
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b), atol=0.02 * scale, err_msg=name)
+
+
 @pytest.mark.parametrize('impl', ['shift_add', 'native'])
 @pytest.mark.parametrize('splits,mult,k,stride,hw,dtype,tol', [
     ((3, 5), 1, 3, 2, (9, 7), jnp.float32, 1e-5), ((4,), 1, 3, 1, (5, 5), jnp.float32, 1e-5),

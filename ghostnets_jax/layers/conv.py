@@ -201,10 +201,12 @@ def _shift_add_bwd(strides, padding, dilation, res, g):
                   ((kw - 1) * dw - pl, w - 1 + pl - (wo - 1) * sw, sw - 1), (0, 0, 0)))
   dx = _shift_add(g_in, kernel[::-1, ::-1], (1, 1), ((0, 0), (0, 0)), dilation)
   xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
-  products = [g * _tap(xp, i * dh, j * dw, ho, wo, sh, sw) for i in range(kh) for j in range(kw)]
+  acc = jnp.promote_types(g.dtype, jnp.float32)   # bfloat16/float16 sums accumulate in float32
+  products = [g.astype(acc) * _tap(xp, i * dh, j * dw, ho, wo, sh, sw).astype(acc)
+              for i in range(kh) for j in range(kw)]
   # One variadic reduction: a single pass over g and x for all taps (separate sums take one pass
   # each), per image first (XLA:CPU splits that over images and threads), then over the batch.
-  per_image = lax.reduce(products, [jnp.zeros((), g.dtype)] * len(products),
+  per_image = lax.reduce(products, [jnp.zeros((), acc)] * len(products),
                          lambda a, b: tuple(u + v for u, v in zip(a, b)), (1, 2))
   dk = jnp.stack(per_image).sum(1).reshape(kernel.shape).astype(kernel.dtype)
   return dx.astype(x.dtype), dk
