@@ -17,11 +17,12 @@ cross-entropy, ``torch.optim.SGD`` (same momentum, Nesterov, decay only on >= 2-
 
 Memory: JAX's is XLA's own figure for the compiled step (``compiled.memory_analysis()``:
 arguments + outputs - aliased + temporaries; temporaries alone). PyTorch's CPU allocator keeps
-no statistics, so its figure is the growth of the process's peak RSS (``ru_maxrss``) over one
-step run first in a fresh state (before anything else in the process grew the peak): the
-activations and gradients the step allocates on top of the model and optimizer state. The two
-are not the same measure (XLA's is exact and excludes the allocator's slack; RSS includes it);
-read them as orders of magnitude. ``--remat`` compares ``config.remat`` policies
+no statistics, so its figure is the peak growth of the process's resident memory (sampled every
+millisecond from ``/proc/self/statm``) during the first step of a fresh model: the activations,
+gradients and optimizer buffers the step allocates on top of the model. The two are not the
+same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
+from an earlier model in the same process is reused without growing it, so measure memory one
+model per process); read them as orders of magnitude. ``--remat`` compares ``config.remat`` policies
 (``jax.checkpoint``): speed and XLA peak of each.
 """
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 from typing import Any, Callable, Optional
 
@@ -165,11 +165,31 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
   return call
 
 
-def rss_growth_mb(call: Callable[[], Any]) -> float:
-  """Growth of the process's peak RSS over one ``call()`` (MiB; Linux ru_maxrss is in KiB)."""
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-  call()
-  return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+def rss_growth_mb(call: Callable[[], Any], interval: float = 1e-3) -> float:
+  """Peak growth of the process's resident memory during one ``call()`` (MiB), sampled from
+  ``/proc/self/statm`` every ``interval`` seconds by a thread (Linux)."""
+  import threading
+  import time
+
+  page = os.sysconf('SC_PAGE_SIZE')
+
+  def rss() -> int:
+    with open('/proc/self/statm') as f:
+      return int(f.read().split()[1]) * page
+  before, peak, done = rss(), [0], threading.Event()
+
+  def sample():
+    while not done.is_set():
+      peak[0] = max(peak[0], rss())
+      time.sleep(interval)
+  t = threading.Thread(target=sample, daemon=True)
+  t.start()
+  try:
+    call()
+  finally:
+    done.set()
+    t.join()
+  return (max(peak[0], rss()) - before) / 2**20
 
 
 def bench_model(name: str, a: argparse.Namespace) -> list[dict]:
