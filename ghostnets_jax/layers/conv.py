@@ -20,6 +20,12 @@ depthwise kernel then convolves each part with its slice of the kernel and conca
 (strided, smaller) outputs. XLA:CPU fuses a concatenation, the cheap depthwise op that feeds it
 and the next conv's zero padding into one loop that runs 3x slower than the same work unfused
 (docs/benchmarks.md); the split form never builds the padded concatenation.
+
+The shift-and-add kernel has hand-written gradients (``jax.custom_vjp``): the input gradient is
+the same kernel applied to the output gradient with the flipped weights, the weight gradient one
+variadic reduction over the activations; autodiff of the slices ran the training step's backward
+several times slower (docs/benchmarks.md). Reverse mode only: for forward-mode derivatives
+(``jax.jvp``, ``jax.hessian``) trace under ``depthwise_impl('native')``.
 """
 from __future__ import annotations
 
