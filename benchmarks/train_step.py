@@ -57,7 +57,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
                  help='compute dtype (params stay float32; PyTorch: autocast)')
   p.add_argument('--remat', default='', help="comma-separated config.remat values to compare "
-                 "(e.g. 'none,nothing_saveable,blocks'); default: the config's")
+                 "(e.g. 'none,dots_saveable,nothing_saveable'); default: the config's")
   p.add_argument('--threads', type=int, default=None)
   p.add_argument('--min-time', type=float, default=2.0)
   p.add_argument('--repeats', type=int, default=5)
