@@ -1,6 +1,11 @@
-"""Where a model's forward spends its time: XLA ops from a ``jax.profiler`` trace, with layer names.
+"""Where a model's forward or train step spends its time: XLA ops from a ``jax.profiler`` trace.
 
   PYTHONPATH=. python benchmarks/op_profile.py --model ghostnet_100 --batch 32 --threads 1
+  PYTHONPATH=. python benchmarks/op_profile.py --model ghostnet_100 --form step --by-layer
+
+``--form step`` profiles the trainer's whole jitted train step (``benchmarks/train_step.py``'s,
+recipe features on) instead of the forward, and labels each op forward or backward (``bwd``: its
+``op_name`` is under ``transpose(...)``, JAX's reverse pass) and sums the time per pass.
 
 Compiles the eval-mode forward (deploy form by default), runs it under ``jax.profiler.trace``,
 reads the trace's per-op events (one per executed XLA fusion/thunk) and prints the ops that take
@@ -30,13 +35,18 @@ from ghostnets_jax import timing as bm  # noqa: E402
 
 def op_layers(hlo_text: str) -> dict[str, str]:
   """``{op name: Flax layer path}`` from the compiled HLO's ``op_name`` metadata."""
-  layers = {}
+  return {op: layer for op, (layer, _) in op_meta(hlo_text).items()}
+
+
+def op_meta(hlo_text: str) -> dict[str, tuple[str, str]]:
+  """``{op name: (Flax layer path, 'fwd' or 'bwd')}`` from the compiled HLO's ``op_name``."""
+  meta = {}
   for m in re.finditer(r'^\s*%?([\w.\-]+) = .*?op_name="([^"]*)"', hlo_text, re.M):
     path = m.group(2).split('/')
     # jit(fn)/Model/Model.forward/blocks_1_0/ghost1/.../primitive -> blocks_1_0/ghost1/...
-    layers[m.group(1)] = '/'.join(p for p in path[1:-1] if '.' not in p and not p.startswith('jit(')
-                                  ) or path[-1]
-  return layers
+    layer = '/'.join(p for p in path[1:-1] if '.' not in p and '(' not in p) or path[-1]
+    meta[m.group(1)] = (layer, 'bwd' if 'transpose(' in m.group(2) else 'fwd')
+  return meta
 
 
 def op_times(trace_dir: str, runs: int) -> dict[str, float]:
@@ -69,7 +79,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument('--model', default='ghostnet_100')
   p.add_argument('--batch', type=int, default=32)
   p.add_argument('--size', type=int, default=None)
-  p.add_argument('--form', choices=('train', 'deploy'), default='deploy')
+  p.add_argument('--form', choices=('train', 'deploy', 'step'), default='deploy',
+                 help="forward of the training or deploy form, or the whole train step")
+  p.add_argument('--recipe', choices=('full', 'plain'), default='full', help='--form step: recipe')
   p.add_argument('--threads', type=int, default=None)
   p.add_argument('--runs', type=int, default=3)
   p.add_argument('--top', type=int, default=25)
@@ -86,11 +98,19 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   info = bm.machine()
   print(bm.describe(info), flush=True)
   size = a.size or get_spec(a.model).input_size
-  model, variables = bm.eval_forms(create_model(a.model), bm.init_variables_for(a.model, size))[a.form]
-  x = jnp.asarray(bm.images(a.batch, size))
-  fn, compile_s = bm.compile_jit(functools.partial(model.apply, train=False), variables, x)
-  layers = op_layers(fn.as_text())
-  call = bm.blocking(fn, variables, x)
+  if a.form == 'step':
+    from benchmarks import train_step
+    c = train_step.make_config(a.model, argparse.Namespace(batch=a.batch, dtype='float32',
+                                                           size=size, recipe=a.recipe))
+    step = train_step.jax_step(c, bm.init_variables_for(a.model, size), size)
+    fn, compile_s, call = step['compiled'], step['compile_s'], step['call']
+  else:
+    model, variables = bm.eval_forms(create_model(a.model), bm.init_variables_for(a.model, size))[a.form]
+    x = jnp.asarray(bm.images(a.batch, size))
+    fn, compile_s = bm.compile_jit(functools.partial(model.apply, train=False), variables, x)
+    call = bm.blocking(fn, variables, x)
+  meta = op_meta(fn.as_text())
+  layers = {op: layer for op, (layer, _) in meta.items()}
   seconds = bm.time_calls({'fwd': call}, min_time=1.0, repeats=3)['fwd']
   trace_dir = a.trace_dir or tempfile.mkdtemp(prefix='ghostnets_profile_')
   with jax.profiler.trace(trace_dir):
@@ -101,10 +121,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   groups: dict[str, float] = collections.Counter()
   kinds: dict[str, str] = {}
   for op, t in times.items():
-    key = layers[op] if a.by_layer else op
+    key = (f'{meta[op][1]} {layers[op]}' if a.form == 'step' else layers[op]) if a.by_layer else op
     groups[key] += t
     kinds[key] = 'layer' if a.by_layer else op_kind(op)
-  print(f'{a.model} ({a.form}), batch {a.batch} at {size}: {seconds * 1e3:.1f} ms per forward '
+  print(f'{a.model} ({a.form}), batch {a.batch} at {size}: {seconds * 1e3:.1f} ms per call '
         f'({a.batch / seconds:.1f} img/s), {len(times)} ops traced summing to {total * 1e3:.1f} ms; '
         f'compile {compile_s:.1f} s; trace in {trace_dir}')
   print('| ms | share | kind | op | layer |\n|---:|---:|---|---|---|' if not a.by_layer
@@ -116,10 +136,16 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     if a.by_layer:
       print(f'| {t * 1e3:.2f} | {t / total:.1%} | {key} |')
     else:
-      print(f'| {t * 1e3:.2f} | {t / total:.1%} | {kinds[key]} | {key} | {layers[key]} |')
+      print(f'| {t * 1e3:.2f} | {t / total:.1%} | {kinds[key]} | {key} | {meta[key][1]} {layers[key]} |')
   by_kind: dict[str, float] = collections.Counter()
   for op, t in times.items():
     by_kind[op_kind(op)] += t
+  if a.form == 'step':
+    by_pass: dict[str, float] = collections.Counter()
+    for op, t in times.items():
+      by_pass[meta[op][1]] += t
+    print('by pass: ' + ', '.join(f'{k} {v * 1e3:.0f} ms ({v / total:.0%})' for k, v in
+                                  sorted(by_pass.items())))
   print('by op kind: ' + ', '.join(f'{k} {v / total:.0%}' for k, v in
                                    sorted(by_kind.items(), key=lambda kv: -kv[1])[:6]))
   if a.json:

@@ -35,6 +35,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every_steps = 100
   c.on_nonfinite = 'stop'           # a NaN/Inf loss or gradient: stop (naming the step) | skip (count it)
   c.compiler_options = ml_collections.ConfigDict()   # XLA options for the jitted steps
+  # Rematerialisation of the forward in the backward (less memory, more compute): 'none' or a
+  # jax.checkpoint_policies name for the whole model ('dots_saveable', 'nothing_saveable', ...;
+  # ghostnets_jax.train.step.REMAT_POLICIES). docs/benchmarks.md measures the trade-off.
+  c.remat = 'none'
 
   c.data = ml_collections.ConfigDict()
   c.data.source = 'tfds'            # tfds (data.dataset) | folder (data.train_dir / eval_dir)

@@ -100,6 +100,80 @@ def test_depthwise_shift_add_matches_native_over_dtypes_and_odd_sizes(dtype, tol
   np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), atol=tol, rtol=tol)
 
 
+def _depthwise_grads(x, kernel, stride, padding, dilation, impl, cotangent):
+  """Gradients of <depthwise conv, cotangent> in x and the kernel (the backward applied to a
+  random output gradient, so every output position's gradient is checked)."""
+  def f(x, k):
+    return jnp.vdot(depthwise_conv2d(x, k, stride, padding, dilation, impl=impl), cotangent)
+  return jax.grad(f, (0, 1))(x, kernel)
+
+
+@pytest.mark.parametrize('n,hw,c,mult,k,stride,dilation,padding', [
+    (2, (9, 9), 5, 1, 3, 1, 1, None), (3, (8, 8), 4, 1, 3, 2, 1, None),
+    (2, (7, 10), 6, 1, 5, 2, 1, None), (1, (11, 6), 3, 1, 5, 1, 1, None),
+    (2, (10, 9), 8, 2, 3, 2, 1, None), (1, (12, 12), 16, 1, 3, (2, 1), 1, None),
+    (2, (9, 8), 4, 1, 3, 1, 2, None), (2, (8, 7), 3, 1, 3, 2, 1, ((0, 1), (1, 0))),
+    (1, (6, 6), 24, 1, 5, 3, 1, None), (2, (5, 7), 1, 3, 3, 1, 1, ((2, 2), (0, 0)))])
+def test_depthwise_custom_vjp_equals_autodiff_of_native_conv(n, hw, c, mult, k, stride, dilation,
+                                                             padding):
+  """The shift-and-add kernel's hand-written gradients (flipped-kernel conv of the spread output
+  gradient; per-tap reductions) equal jax.grad of lax.conv_general_dilated: strides 1/2/3 and
+  mixed, kernels 3/5, dilation, odd/even and non-square sizes, channel multipliers, asymmetric
+  padding."""
+  rng = np.random.RandomState(7)
+  x = jnp.asarray(rng.randn(n, *hw, c), jnp.float32)
+  kernel = jnp.asarray(rng.randn(k, k, 1, c * mult) / k, jnp.float32)
+  pad = padding or torch_padding(k, dilation)
+  y = depthwise_conv2d(x, kernel, stride, pad, dilation, impl='native')
+  cot = jnp.asarray(rng.randn(*y.shape), jnp.float32)
+  ref = _depthwise_grads(x, kernel, stride, pad, dilation, 'native', cot)
+  out = _depthwise_grads(x, kernel, stride, pad, dilation, 'shift_add', cot)
+  for name, a, b in zip(('input', 'kernel'), out, ref):
+    assert a.shape == b.shape and a.dtype == b.dtype, name
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=1e-5, err_msg=name)
+
+
+def test_depthwise_custom_vjp_matches_torch_autograd_under_jit_and_vmap():
+  """Against PyTorch autograd (an implementation outside JAX), stride 2 with k=5 on an even
+  size; and the custom rule still composes with jit and vmap."""
+  rng = np.random.RandomState(8)
+  x = rng.randn(2, 10, 10, 6).astype(np.float32)
+  kernel = (rng.randn(5, 5, 1, 6) / 5).astype(np.float32)
+  xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+  kt = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).requires_grad_()
+  yt = F.conv2d(xt, kt, stride=2, padding=2, groups=6)
+  cot = rng.randn(*yt.shape).astype(np.float32)
+  yt.backward(torch.from_numpy(cot))
+  gx, gk = jax.jit(lambda x, k: _depthwise_grads(x, k, 2, torch_padding(5), 1, 'shift_add',
+                                                  jnp.asarray(cot.transpose(0, 2, 3, 1))))(
+      jnp.asarray(x), jnp.asarray(kernel))
+  np.testing.assert_allclose(np.asarray(gx), xt.grad.numpy().transpose(0, 2, 3, 1), atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(gk), kt.grad.numpy().transpose(2, 3, 1, 0), atol=1e-5, rtol=1e-5)
+  per_example = jax.vmap(lambda xi: _depthwise_grads(xi[None], jnp.asarray(kernel), 2, torch_padding(5),
+                                                     1, 'shift_add', jnp.ones((1, 5, 5, 6)))[1])
+  np.testing.assert_allclose(np.asarray(per_example(jnp.asarray(x)).sum(0)),
+                             np.asarray(_depthwise_grads(jnp.asarray(x), jnp.asarray(kernel), 2,
+                                                         torch_padding(5), 1, 'native',
+                                                         jnp.ones((2, 5, 5, 6)))[1]),
+                             atol=1e-5, rtol=1e-5)
+
+
+def test_depthwise_custom_vjp_keeps_bfloat16_and_agrees_with_float32_gradients():
+  rng = np.random.RandomState(9)
+  x = rng.randn(4, 12, 12, 8).astype(np.float32)
+  kernel = (rng.randn(3, 3, 1, 8) / 3).astype(np.float32)
+  cot = rng.randn(4, 6, 6, 8).astype(np.float32)
+  exact = _depthwise_grads(jnp.asarray(x), jnp.asarray(kernel), 2, torch_padding(3), 1, 'native',
+                           jnp.asarray(cot))
+  low = _depthwise_grads(jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16), 2,
+                         torch_padding(3), 1, 'shift_add', jnp.asarray(cot, jnp.bfloat16))
+  for name, a, b in zip(('input', 'kernel'), low, exact):
+    assert a.dtype == jnp.bfloat16, name
+    # the kernel gradient sums 4 * 6 * 6 products: bfloat16's 8-bit mantissa, relative to its scale
+    scale = float(np.abs(np.asarray(b)).max())
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b), atol=0.02 * scale, err_msg=name)
+
+
 @pytest.mark.parametrize('impl', ['shift_add', 'native'])
 @pytest.mark.parametrize('splits,mult,k,stride,hw,dtype,tol', [
     ((3, 5), 1, 3, 2, (9, 7), jnp.float32, 1e-5), ((4,), 1, 3, 1, (5, 5), jnp.float32, 1e-5),

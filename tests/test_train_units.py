@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from configs import default as default_config
-from ghostnets_jax.layers import BatchNorm, batch_norm_groups
+from ghostnets_jax.layers import BatchNorm, Conv2d, batch_norm_groups
 from ghostnets_jax.train import optim, state as state_lib, step as step_lib
 from ghostnets_jax.train.checkpoint import Checkpointer
 from tests.helpers import random_variables
@@ -221,6 +221,50 @@ def test_ema_tracks_params_and_label_smoothing_targets():
     np.testing.assert_allclose(e, 0.9 * p0 + 0.1 * p1, rtol=1e-6, atol=1e-7)
   t = step_lib.smooth_targets(jnp.array([2]), 4, 0.1)
   np.testing.assert_allclose(t, [[0.025, 0.025, 0.925, 0.025]], rtol=1e-6)
+
+
+class _ConvNet(nn.Module):
+  """Depthwise (custom-VJP kernel) + BN + dropout: what rematerialisation recomputes."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = Conv2d(6, 3, strides=2)(x)
+    x = Conv2d(6, 3, groups=6)(x)
+    x = nn.relu(BatchNorm()(x, use_running_average=not train))
+    x = nn.Dropout(0.2, deterministic=not train)(x)
+    return nn.Dense(3)(x.mean((1, 2)))
+
+
+@pytest.mark.parametrize('policy', ['nothing_saveable', 'dots_saveable'])
+def test_remat_policy_gives_the_same_step(policy):
+  """config.remat recomputes the forward in the backward: same params, BN statistics and loss as
+  without it (dropout's mask included), and the step's program does hold a remat region."""
+  model, tx = _ConvNet(), optax.sgd(0.1, momentum=0.9)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 9, 9, 3)))
+  state = state_lib.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+                               batch_stats=variables['batch_stats'],
+                               opt_state=tx.init(variables['params']), ema={})
+  batch = {'image': jax.random.normal(jax.random.key(1), (4, 9, 9, 3)), 'label': jnp.array([0, 1, 2, 1])}
+  out = {}
+  for remat in ('none', policy):
+    fn = step_lib.make_train_step(model, tx, step_lib.StepConfig(num_classes=3, remat=remat),
+                                  lambda s: 0.1)
+    assert ('remat' in str(jax.make_jaxpr(fn)(state, batch))) == (remat != 'none')
+    out[remat] = jax.jit(fn)(state, batch)
+  (a, ma), (b, mb) = out['none'], out[policy]
+  np.testing.assert_allclose(ma.compute()['loss'], mb.compute()['loss'], rtol=1e-6)
+  for x, y in zip(jax.tree_util.tree_leaves((a.params, a.batch_stats)),
+                  jax.tree_util.tree_leaves((b.params, b.batch_stats))):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_remat_policy_names_the_choices():
+  with pytest.raises(ValueError, match=r"config.remat='dots'.*nothing_saveable"):
+    step_lib.StepConfig(num_classes=3, remat='dots')
+  cfg = default_config.get_config()
+  cfg.remat = 'dots_saveable'
+  from ghostnets_jax.train.trainer import step_config
+  assert step_config(cfg, 10).remat == 'dots_saveable'
 
 
 def test_distillation_loss():

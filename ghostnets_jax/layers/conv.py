@@ -20,6 +20,12 @@ depthwise kernel then convolves each part with its slice of the kernel and conca
 (strided, smaller) outputs. XLA:CPU fuses a concatenation, the cheap depthwise op that feeds it
 and the next conv's zero padding into one loop that runs 3x slower than the same work unfused
 (docs/benchmarks.md); the split form never builds the padded concatenation.
+
+The shift-and-add kernel has hand-written gradients (``jax.custom_vjp``): the input gradient is
+the same kernel applied to the output gradient with the flipped weights, the weight gradient one
+variadic reduction over the activations; autodiff of the slices ran the training step's backward
+several times slower (docs/benchmarks.md). Reverse mode only: for forward-mode derivatives
+(``jax.jvp``, ``jax.hessian``) trace under ``depthwise_impl('native')``.
 """
 from __future__ import annotations
 
@@ -143,19 +149,76 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
   mult = cout // cin
   if mult > 1:
     x = jnp.repeat(x, mult, axis=-1)
-  x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  return _shift_add_vjp(x, kernel, (sh, sw), padding, (dh, dw))
+
+
+def _shift_add(x: jax.Array, kernel: jax.Array, strides: tuple[int, int],
+               padding: tuple[tuple[int, int], ...], dilation: tuple[int, int]) -> jax.Array:
+  """Depthwise conv (one output channel per input channel) as a sum of shifted, strided slices."""
+  (sh, sw), (dh, dw) = strides, dilation
+  kh, kw, _, c = kernel.shape
+  x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
   h, w = x.shape[1], x.shape[2]
   ho = (h - dh * (kh - 1) - 1) // sh + 1
   wo = (w - dw * (kw - 1) - 1) // sw + 1
   out = None
   for i in range(kh):
     for j in range(kw):
-      patch = lax.slice(x, (0, i * dh, j * dw, 0),
-                        (x.shape[0], i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, cout),
-                        (1, sh, sw, 1))
-      term = patch * kernel[i, j, 0]
+      term = _tap(x, i * dh, j * dw, ho, wo, sh, sw) * kernel[i, j, 0]
       out = term if out is None else out + term
   return out
+
+
+def _tap(x: jax.Array, i: int, j: int, ho: int, wo: int, sh: int, sw: int) -> jax.Array:
+  """``x[:, i::sh, j::sw]`` cut to ``ho x wo``: the input rows/columns one kernel tap reads."""
+  return lax.slice(x, (0, i, j, 0), (x.shape[0], i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1,
+                                      x.shape[3]), (1, sh, sw, 1))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _shift_add_vjp(x, kernel, strides, padding, dilation):
+  return _shift_add(x, kernel, strides, padding, dilation)
+
+
+def _shift_add_fwd(x, kernel, strides, padding, dilation):
+  return _shift_add(x, kernel, strides, padding, dilation), (x, kernel)
+
+
+def _shift_add_bwd(strides, padding, dilation, res, g):
+  """Gradients of the shift-and-add depthwise conv, each through the same fast form.
+
+  Input: the output gradient, spread to the input grid (``sh - 1`` zeros between rows, as the
+  stride skipped them) and padded so that a stride-1 shift-and-add conv with the flipped kernel
+  gives exactly ``H x W`` (the "full" correlation, minus the forward's padding). Kernel: tap
+  ``(i, j)`` is the sum over batch and positions of the output gradient times the input slice
+  that tap read. Autodiff of the forward builds the same sums as one reduction per tap (one
+  pass over the activations each) through a padded transpose of every slice; XLA:CPU runs that
+  3-10x slower (docs/benchmarks.md).
+  """
+  x, kernel = res
+  (sh, sw), (dh, dw) = strides, dilation
+  kh, kw = kernel.shape[:2]
+  (pt, _), (pl, _) = padding
+  h, w = x.shape[1], x.shape[2]
+  ho, wo = g.shape[1], g.shape[2]
+  g_in = lax.pad(g, jnp.zeros((), g.dtype),
+                 ((0, 0, 0), ((kh - 1) * dh - pt, h - 1 + pt - (ho - 1) * sh, sh - 1),
+                  ((kw - 1) * dw - pl, w - 1 + pl - (wo - 1) * sw, sw - 1), (0, 0, 0)))
+  dx = _shift_add(g_in, kernel[::-1, ::-1], (1, 1), ((0, 0), (0, 0)), dilation)
+  xp = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+  acc = jnp.promote_types(g.dtype, jnp.float32)   # bfloat16/float16 sums accumulate in float32
+  products = [g.astype(acc) * _tap(xp, i * dh, j * dw, ho, wo, sh, sw).astype(acc)
+              for i in range(kh) for j in range(kw)]
+  # One variadic reduction: a single pass over g and x for all taps (separate sums take one pass
+  # each), per image first (XLA:CPU splits that over images and threads), then over the batch.
+  per_image = lax.reduce(products, [jnp.zeros((), acc)] * len(products),
+                         lambda a, b: tuple(u + v for u, v in zip(a, b)), (1, 2))
+  dk = jnp.stack(per_image).sum(1).reshape(kernel.shape).astype(kernel.dtype)
+  return dx.astype(x.dtype), dk
+
+
+_shift_add_vjp.defvjp(_shift_add_fwd, _shift_add_bwd)
 
 
 def grouped_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,

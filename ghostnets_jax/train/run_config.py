@@ -78,7 +78,8 @@ def step_config(c: ml_collections.ConfigDict, num_classes: int, bn_groups: int =
       batch_transform=transform, batch_transform_kwargs=tuple(sorted(kwargs.items())),
       distill_alpha=c.distill.alpha if c.distill.teacher else 0.0,
       distill_temperature=c.distill.temperature, seed=c.seed,
-      loss_kwargs=tuple(sorted(c.loss_kwargs.to_dict().items())), freeze_bn=finetune.freeze_bn(c))
+      loss_kwargs=tuple(sorted(c.loss_kwargs.to_dict().items())), freeze_bn=finetune.freeze_bn(c),
+      remat=c.get('remat', 'none'))
 
 
 def _check_rgb(field: str, v: tuple, registry_value: tuple) -> None:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics
 
+from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.layers.norm import batch_norm_groups, frozen_batch_norm
 from ghostnets_jax.train.state import TrainState
 
@@ -141,6 +142,27 @@ class StepConfig:
   distill_temperature: float = 1.0
   seed: int = 0
   freeze_bn: bool = False       # BN normalises with its running statistics; they stay as they are
+  remat: str = 'none'           # jax.checkpoint policy of the forward (REMAT_POLICIES)
+
+  def __post_init__(self):
+    remat_policy(self.remat)    # a bad name fails when the config is read, not at the first step
+
+
+REMAT_POLICIES = ('none', 'nothing_saveable', 'dots_saveable', 'dots_with_no_batch_dims_saveable',
+                  'everything_saveable')
+
+
+def remat_policy(name: str) -> Optional[Callable[..., bool]]:
+  """The ``jax.checkpoint_policies`` member named ``name`` (None for 'none': no remat).
+
+  With a policy the model's forward is wrapped in ``jax.checkpoint``: the backward recomputes
+  what the policy does not save (e.g. 'dots_saveable' keeps matmul outputs and recomputes the
+  BN/activation/depthwise intermediates), trading compute for the activations' memory.
+  """
+  if name not in REMAT_POLICIES:
+    raise ConfigError(f'config.remat={name!r} is not a rematerialisation policy; choose one of '
+                      f'{REMAT_POLICIES} (e.g. --config.remat=dots_saveable).')
+  return None if name == 'none' else getattr(jax.checkpoint_policies, name)
 
 
 TrainMetrics = metrics.Collection.create(
@@ -159,13 +181,19 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Ste
   loss = get_loss(cfg.loss)
   transform = get_batch_transform(cfg.batch_transform) if cfg.batch_transform else None
 
+  def forward(model_params, batch_stats, images, rng_drop):
+    with batch_norm_groups(cfg.bn_groups), frozen_batch_norm(cfg.freeze_bn):
+      return model.apply({'params': model_params, 'batch_stats': batch_stats}, images, train=True,
+                         mutable=['batch_stats'], rngs={'dropout': rng_drop}, method=loss.method)
+
+  policy = remat_policy(cfg.remat)
+  if policy is not None:
+    forward = jax.checkpoint(forward, policy=policy)
+
   def micro_loss(params, batch_stats, mb, rng, teacher_vars):
     model_params, loss_params = split_params(params)
     rng_drop, rng_loss = jax.random.split(rng)
-    with batch_norm_groups(cfg.bn_groups), frozen_batch_norm(cfg.freeze_bn):
-      outputs, updates = model.apply({'params': model_params, 'batch_stats': batch_stats},
-                                     mb['image'], train=True, mutable=['batch_stats'],
-                                     rngs={'dropout': rng_drop}, method=loss.method)
+    outputs, updates = forward(model_params, batch_stats, mb['image'], rng_drop)
     per_example = loss.fn(outputs, mb['target'], mb, loss_params, rng_loss,
                           **dict(cfg.loss_kwargs))
     logits = logits_of(outputs)
