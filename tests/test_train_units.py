@@ -263,7 +263,7 @@ def test_unknown_remat_policy_names_the_choices():
     step_lib.StepConfig(num_classes=3, remat='dots')
   cfg = default_config.get_config()
   cfg.remat = 'dots_saveable'
-  from ghostnets_jax.train.trainer import step_config
+  from ghostnets_jax.train.run_config import step_config
   assert step_config(cfg, 10).remat == 'dots_saveable'
 
 

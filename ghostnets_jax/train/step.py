@@ -110,8 +110,8 @@ def multigrain(outputs: dict, targets: jax.Array, batch: dict, params: dict, rng
 
 
 def smooth_targets(labels: jax.Array, num_classes: int, smoothing: float) -> jax.Array:
-  onehot = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
-  return onehot * (1.0 - smoothing) + smoothing / num_classes
+  """Label-smoothed one-hot targets (``optax.smooth_labels``, as mixup and the losses use)."""
+  return optax.smooth_labels(jax.nn.one_hot(labels, num_classes, dtype=jnp.float32), smoothing)
 
 
 def distillation_loss(student: jax.Array, teacher: jax.Array, temperature: float) -> jax.Array:
