@@ -113,7 +113,8 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
   return rows
 
 
-def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
+def report_markdown(rows: list[dict[str, Any]], machine: str,
+                    runtimes_machine: Optional[str] = None) -> str:
   runtimes = [rt for rt in ('onnxruntime', 'mnn') if any(r.get(LATENCY_KEYS[rt]) is not None
                                                          for r in rows)]
   rt_names = {'onnxruntime': 'ONNX Runtime', 'mnn': 'MNN'}
@@ -127,7 +128,8 @@ def report_markdown(rows: list[dict[str, Any]], machine: str) -> str:
       f'> {machine}', '',
       *(['Deploy runtimes (`--runtimes`): the same deploy form exported to ONNX and run in '
          f'{" and ".join(rt_names[rt] for rt in runtimes)} (CPU, batch 1, float32, as many threads '
-         'as JAX), interleaved with JAX after their logits were checked against it.', '']
+         'as JAX), interleaved with JAX after their logits were checked against it'
+         + (f', measured on:\n\n> {runtimes_machine}' if runtimes_machine else '.'), '']
         if runtimes else []),
       'Top-1: ImageNet-1k as published (source column); not re-measured here.', '',
       '![top-1 against MACs](zoo_accuracy_vs_macs.png)', '',
@@ -197,29 +199,39 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
                  measure: bool = True, min_time: float = 1.0, repeats: int = 5,
                  runtimes: tuple[str, ...] = ()) -> list[dict]:
   """Writes ``zoo.md``, ``zoo.json`` and the two plots into ``out_dir``. ``zoo.json`` is
-  rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``."""
+  rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``;
+  stored rows of models outside ``names`` stay in it (``zoo.md`` and the plots show ``names``).
+  """
   from ghostnets_jax import timing
   json_path = os.path.join(out_dir, 'zoo.json')
-  latencies, machine = {}, None
+  latencies, machine, runtimes_machine, old_rows = {}, None, None, []
   if reuse_latency or not measure:
     if os.path.exists(json_path):
       with open(json_path) as f:
         old = json.load(f)
       latencies = {r['name']: {k: r[k] for k in LATENCY_KEYS.values() if r.get(k) is not None}
                    for r in old['rows']}
-      machine = old['machine']
+      machine, runtimes_machine = old['machine'], old.get('runtimes_machine')
+      old_rows = old['rows']
     elif reuse_latency:
       raise SystemExit(f'--reuse-latency: {json_path} does not exist; run --report once without it')
   machine = machine or timing.describe(timing.machine())
+  if runtimes and measure:
+    runtimes_machine = timing.describe(timing.machine())
   os.makedirs(out_dir, exist_ok=True)
 
   def save(rows: list[dict]) -> None:
+    # models of the stored report that this run does not cover (another --pattern, or not yet
+    # reached) keep their stored rows
+    done = {r['name'] for r in rows}
+    merged = sorted(rows + [r for r in old_rows if r['name'] not in done], key=lambda r: r['name'])
     with open(json_path, 'w') as f:
-      json.dump({'machine': machine, 'rows': rows}, f, indent=1)
+      json.dump({'machine': machine, 'runtimes_machine': runtimes_machine, 'rows': merged}, f,
+                indent=1)
   rows = collect(names, latencies, measure, min_time, repeats, progress=save, runtimes=runtimes)
   save(rows)
   with open(os.path.join(out_dir, 'zoo.md'), 'w') as f:
-    f.write(report_markdown(rows, machine))
+    f.write(report_markdown(rows, machine, runtimes_machine))
   for r in rows:
     r['gmacs'] = r['macs'] / 1e9
   plot(rows, 'gmacs', 'GMACs per image (log)', os.path.join(out_dir, REPORT_FILES[2]),

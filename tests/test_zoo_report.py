@@ -93,15 +93,18 @@ def test_report_times_the_deploy_runtimes_beside_jax(tmp_path):
   stored latencies are reused, not re-measured."""
   (tmp_path / 'zoo.json').write_text(json.dumps(
       {'machine': 'm', 'rows': [{'name': 'repghostnet_050', 'latency_ms': 3.0,
-                                 'onnxruntime_ms': 4.5, 'mnn_ms': 6.0}]}))
+                                 'onnxruntime_ms': 4.5, 'mnn_ms': 6.0},
+                                {'name': 'resnet50', 'latency_ms': 9.0}]}))
   zoo.main(['--report', str(tmp_path), '--reuse-latency', '--pattern', '*ghostnet_050',
             '--runtimes', 'onnxruntime,mnn', '--min-time', '0.05', '--repeats', '1'])
   rows = {r['name']: r for r in json.loads((tmp_path / 'zoo.json').read_text())['rows']}
   measured = rows['ghostnet_050']
   for k in ('latency_ms', 'onnxruntime_ms', 'mnn_ms'):
     assert 0 < measured[k] < 5000, measured
+  assert rows['resnet50'] == {'name': 'resnet50', 'latency_ms': 9.0}   # outside --pattern: kept
   md = (tmp_path / 'zoo.md').read_text()
   assert '| CPU latency (ms) | ONNX Runtime (ms) | MNN (ms) | top-1 (%) |' in md
+  assert 'measured on:\n\n> ' in md and 'resnet50' not in md
   assert 'in ONNX Runtime and MNN' in md
   assert re.search(r'^\| `repghostnet_050` \|.*\| 3\.0 \| 4\.5 \| 6\.0 \| 66\.9 \|', md, re.M), md
   with pytest.raises(SystemExit):
