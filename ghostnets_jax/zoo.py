@@ -105,8 +105,8 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
       measured = {'latency_ms': r['seconds'] * 1e3,
                   **{LATENCY_KEYS[rt]: t * 1e3 for rt, t in r.get('runtimes', {}).items()}}
       row.update({k: v for k, v in measured.items() if row[k] is None})   # stored ones are kept
-      print(f'  {n:24s} ' + '  '.join(f'{k[:-3].replace("latency", "jax")} {row[k]:8.1f} ms'
-                                      for k in keys) +
+      print(f'  {n:24s} ' + '  '.join(f'{rt} {row[k]:8.1f} ms' for rt, k in LATENCY_KEYS.items()
+                                      if k in keys) +
             f'  (compile {r["compile_s"]:.0f} s)', flush=True)
       if progress:
         progress(rows)
@@ -115,8 +115,8 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
 
 def report_markdown(rows: list[dict[str, Any]], machine: str,
                     runtimes_machine: Optional[str] = None) -> str:
-  runtimes = [rt for rt in ('onnxruntime', 'mnn') if any(r.get(LATENCY_KEYS[rt]) is not None
-                                                         for r in rows)]
+  runtimes = [rt for rt, k in LATENCY_KEYS.items()
+              if rt != 'jax' and any(r.get(k) is not None for r in rows)]
   rt_names = {'onnxruntime': 'ONNX Runtime', 'mnn': 'MNN'}
   lines = [
       '# Model zoo', '',
