@@ -115,15 +115,9 @@ assert md.version('ghostnets_jax') == gj.__version__
 name = 'ghostnet_050'
 model = gj.create_model(name, num_classes=10)
 x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
-# Variables of the model's own shapes (numpy draws; BN variances positive), no init compile.
-shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
-rng = np.random.default_rng(1)
-def draw(path, s):
-  last = str(getattr(path[-1], 'key', path[-1]))
-  if last == 'var':
-    return rng.uniform(0.5, 1.5, s.shape).astype(s.dtype)
-  return (rng.normal(size=s.shape) * 0.1).astype(s.dtype)
-variables = jax.tree_util.tree_map_with_path(draw, shapes)
+# Variables of the model's own shapes (numpy draws, no init compile), by the installed package.
+from ghostnets_jax.initialize import random_variables
+variables = random_variables(model, 32, seed=1, unit_keys=('var',))
 forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
 logits = np.asarray(forward(variables, x))
 assert logits.shape == (2, 10) and np.isfinite(logits).all() and logits.std() > 1e-3
