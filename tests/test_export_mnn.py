@@ -36,7 +36,7 @@ def test_nhwc_graph_and_failed_checks(tmp_path):
   name = 'ghostnet_100'
   path = _mnn_file(name, tmp_path, 'NHWC')
   x = images(3, SMALL, SMALL, 3, seed=3)
-  np.testing.assert_allclose(mnn.load(path)(x), jax_logits(name)(x), atol=1e-4)
+  np.testing.assert_allclose(mnn.run_in_child(path, [x])[0], jax_logits(name)(x), atol=1e-4)
   # the checks can fail: a shifted reference, and a reference too small to compare against
   with pytest.raises(ExportError, match='exceeds'):
     mnn.verify_mnn(path, lambda x: jax_logits(name)(x) + 1e-3, (SMALL, SMALL, 3), layout='NHWC')
@@ -53,3 +53,6 @@ def test_converter_failure_is_reported(tmp_path):
   with pytest.raises(FileNotFoundError, match='ONNX file not found'):
     mnn.convert(str(tmp_path / 'missing.onnx'), str(tmp_path / 'x.mnn'))
   assert sorted(os.listdir(tmp_path)) == ['bad.onnx']
+  # the runtime's failure on a file that is not MNN's stays in the child and is reported
+  with pytest.raises(ExportError, match='MNN inference of .*bad.onnx failed'):
+    mnn.run_in_child(str(bad), [np.zeros((1, 3, 8, 8), np.float32)])

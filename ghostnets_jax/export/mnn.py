@@ -23,21 +23,14 @@ import flax.linen as nn
 import numpy as np
 import onnx
 
-from ghostnets_jax.export import pipeline
+from ghostnets_jax.export import mnn_runtime, pipeline
+from ghostnets_jax.export.mnn_runtime import import_mnn as _mnn, load
 from ghostnets_jax.export.onnx import ExportError, Verification, compare, jax_reference, sample_images
 from ghostnets_jax.export.rewrites import op_types
 from ghostnets_jax.registry import get_spec
 
 # Runs MNN's converter (argv as for its ``mnnconvert`` command) without its Python wrapper.
 _CONVERT = 'import sys, _tools; _tools.mnnconvert(sys.argv)'
-
-
-def _mnn():
-  try:
-    import MNN
-  except ImportError as e:
-    raise ImportError('the MNN export needs the MNN package: pip install MNN==3.6.1') from e
-  return MNN
 
 
 def convert(onnx_path: str, out_path: str) -> str:
@@ -61,21 +54,28 @@ def convert(onnx_path: str, out_path: str) -> str:
   return log
 
 
-def load(path: str, threads: int = 1, precision: str = 'High') -> Callable[[np.ndarray], np.ndarray]:
-  """An MNN module of ``path`` (CPU, ``threads`` threads) as a function of numpy images in the
-  graph's own layout -> logits. ``precision``: MNN's ``PrecisionMode`` ('High': float32
-  everywhere; 'Normal' lets ARM CPUs with fp16 arithmetic use it)."""
-  MNN = _mnn()
-  F = MNN.expr
-  module = MNN.nn.load_module_from_file(path, [], [], thread_num=threads,
-                                        precision_mode=getattr(F.PrecisionMode, precision))
+def run_in_child(path: str, inputs: Sequence[np.ndarray], threads: int = 1,
+                 precision: str = 'High') -> list[np.ndarray]:
+  """MNN's outputs for each of ``inputs`` (in the graph's layout), computed by :func:`load` in a
+  fresh child process.
 
-  def run(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, np.float32)
-    out = module.forward([F.const(x, list(x.shape), F.NCHW)])
-    out = out[0] if isinstance(out, (list, tuple)) else out
-    return np.array(out.read(), np.float32).reshape(out.shape)
-  return run
+  The checks use this rather than :func:`load` in their own process: in long test sessions whose
+  process had also loaded TensorFlow, PyTorch, MindSpore and onnxruntime, MNN 3.6.1 occasionally
+  returned wrong logits (2 checks in about 30), which never happened in a fresh process; a
+  runtime crash then also stays in the child. Raises :class:`ExportError` when the child fails.
+  """
+  _mnn()
+  with tempfile.TemporaryDirectory() as work:
+    argv = [mnn_runtime.__file__, path, str(threads), precision]
+    for i, x in enumerate(inputs):
+      src, dst = os.path.join(work, f'in{i}.npy'), os.path.join(work, f'out{i}.npy')
+      np.save(src, np.ascontiguousarray(x, np.float32))
+      argv += [src, dst]
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+      tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+      raise ExportError(f'MNN inference of {path} failed (exit {proc.returncode}):\n  ' + '\n  '.join(tail))
+    return [np.load(argv[i]) for i in range(5, len(argv), 2)]
 
 
 def verify_mnn(path: str, reference: Callable[[np.ndarray], np.ndarray], input_shape: Sequence[int], *,
@@ -83,10 +83,10 @@ def verify_mnn(path: str, reference: Callable[[np.ndarray], np.ndarray], input_s
   """MNN inference of ``path`` vs ``reference`` (NHWC images -> logits) at each batch size.
 
   As :func:`~ghostnets_jax.export.verify_onnx`: one reference call at the largest batch, the
-  smaller batches on its leading images. Raises :class:`ExportError` on a mismatch, and when
-  the reference logits are all below ``atol`` (the comparison would then prove nothing).
+  smaller batches on its leading images. MNN runs in a child process (:func:`run_in_child`).
+  Raises :class:`ExportError` on a mismatch, and when the reference logits are all below
+  ``atol`` (the comparison would then prove nothing).
   """
-  run = load(path)
   x = sample_images(max(batch_sizes), input_shape)
   ref = np.asarray(reference(x))
   scale = float(np.abs(ref).max()) if ref.size else 0.0
@@ -94,10 +94,16 @@ def verify_mnn(path: str, reference: Callable[[np.ndarray], np.ndarray], input_s
     raise ExportError(f'the JAX logits are all below {atol:g} (max {scale:.3g}): a comparison at that '
                       'tolerance would prove nothing; export with trained weights or a lower atol')
 
-  def mnn_run(xb):
-    return run(xb.transpose(0, 3, 1, 2) if layout == 'NCHW' else xb)
-
-  diffs = {b: compare('MNN', mnn_run, ref[:b], x[:b], atol) for b in batch_sizes}
+  feeds = [x[:b].transpose(0, 3, 1, 2) if layout == 'NCHW' else x[:b] for b in batch_sizes]
+  outputs = dict(zip(batch_sizes, run_in_child(path, feeds)))
+  try:
+    diffs = {b: compare('MNN', lambda _: outputs[b], ref[:b], x[:b], atol) for b in batch_sizes}
+  except ExportError as e:
+    # say which side moved: MNN once more, and the reference once more
+    again = dict(zip(batch_sizes, run_in_child(path, feeds)))
+    mnn_moved = max(float(np.abs(again[b] - outputs[b]).max()) for b in batch_sizes)
+    ref_moved = float(np.abs(np.asarray(reference(x)) - ref).max())
+    raise ExportError(f'{e} (rerun: MNN moved by {mnn_moved:.3g}, the reference by {ref_moved:.3g})') from None
   return Verification(diffs, atol, scale)
 
 
@@ -135,4 +141,4 @@ def export_mnn_file(name: Optional[str], out: str, *, checkpoint: Optional[str] 
                                [out])
 
 
-__all__ = ['convert', 'export_mnn_file', 'load', 'verify_mnn']
+__all__ = ['convert', 'export_mnn_file', 'load', 'run_in_child', 'verify_mnn']
