@@ -180,3 +180,14 @@ def test_embedded_dataset_is_real_fashion_mnist():
   for ch in range(3):
     np.testing.assert_array_equal(ex['image'][..., ch], arrays['test_images'][k])
   assert ex['label'] == arrays['test_labels'][k]
+
+
+def test_empty_data_dir_means_tfds_default_not_the_current_directory(tmp_path, monkeypatch):
+  """``--config.data.data_dir=`` (empty) must not prepare a dataset into the working directory."""
+  prepared = embedded_data_dir()
+  # TFDS's default data dir ($TFDS_DATA_DIR or ~/tensorflow_datasets, read at import)
+  monkeypatch.setattr(tfds.core.constants, 'DATA_DIR', prepared)
+  monkeypatch.chdir(tmp_path)
+  builder = DS.prepare('fashion_mnist_embedded', '')
+  assert str(builder.data_dir).startswith(prepared) and builder.info.splits['test'].num_examples == 2000
+  assert list(tmp_path.iterdir()) == []

@@ -102,7 +102,8 @@ def _prepare(name: str, data_dir: Optional[str], manual_dir: Optional[str]
              ) -> tfds.core.DatasetBuilder:
   _register_builtin_builders()
   try:
-    builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+    # an empty data_dir (``--config.data.data_dir=``) means TFDS's default, not the current directory
+    builder = tfds.builder(name, data_dir=data_dir or None, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
     # TFDS's own builders only: the community index is fetched from a bucket (network, minutes
     # of retries offline) just to suggest a name.
