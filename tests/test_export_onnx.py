@@ -8,7 +8,8 @@ import pytest
 from ghostnets_jax.export import ExportError, verify_onnx
 from ghostnets_jax.export.onnx import compare
 from ghostnets_jax.export.rewrites import attributes, op_types
-from ghostnets_jax.layers import avg_pool_2x2, export_lowering, max_pool_3x3_s2, nearest_resize
+from ghostnets_jax.layers import (avg_pool_2x2, export_lowering, global_avg_pool, hard_sigmoid, hard_swish,
+                                  max_pool_3x3_s2, nearest_resize)
 from tests.export_helpers import export_cases, exported, jax_logits, lowered_op_counts
 from tests.helpers import SMALL
 
@@ -32,6 +33,8 @@ def test_onnx_export_matches_jax(name):
   assert grouped == expected['grouped_conv']
   assert ops.get('Slice', 0) <= expected['slice'] and 'BatchNormalization' not in ops
   assert ops.get('Transpose', 0) <= 2 and not {'Shape', 'Expand', 'ConstantOfShape'} & set(ops)
+  # nearest upsampling as Resize (not per-element gathers), hard sigmoid / swish one node each
+  assert not {'Gather', 'Clip'} & set(ops)
   assert all(n.domain in ('', 'ai.onnx') for n in proto.graph.node)
   meta = {p.key: p.value for p in proto.metadata_props}
   assert meta['layout'] == 'NCHW' and meta['deploy'] == 'True'
@@ -75,6 +78,13 @@ def test_export_lowering_computes_the_same(hw, size):
   np.testing.assert_allclose(np.asarray(pooled), np.asarray(avg_pool_2x2(x)), atol=1e-6)
   np.testing.assert_array_equal(np.asarray(maxed), np.asarray(max_pool_3x3_s2(x)))
   np.testing.assert_array_equal(np.asarray(resized), np.asarray(nearest_resize(x, size)))
+  with export_lowering():
+    gated, swished = hard_sigmoid(4 * x), hard_swish(4 * x)
+    pooled_all, pooled_keep = global_avg_pool(x), global_avg_pool(x, True)
+  np.testing.assert_allclose(np.asarray(gated), np.asarray(hard_sigmoid(4 * x)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(swished), np.asarray(hard_swish(4 * x)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(pooled_all), np.asarray(x).mean(axis=(1, 2)), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(pooled_keep), np.asarray(x).mean(axis=(1, 2), keepdims=True), atol=1e-6)
   jaxpr = str(jax.make_jaxpr(lambda x: nearest_resize(x, size))(x))
   with export_lowering():
     jaxpr_export = str(jax.make_jaxpr(lambda x: (avg_pool_2x2(x), nearest_resize(x, size)))(x))

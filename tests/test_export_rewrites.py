@@ -145,3 +145,44 @@ def test_converter_lite_preparation_on_ghostnet():
   assert all(not any(rw.attributes(n).get('pads', [0])) for n in prepared.graph.node
              if n.op_type == 'AveragePool')
   assert verify_rewrite(proto, prepared, 2) < 1e-5
+
+
+def test_nearest_gathers_to_resize_on_small_graphs():
+  x = images(2, 4, 3, 5)
+  ih, iw, iw2 = rw.nearest_source_indices(3, 7), rw.nearest_source_indices(5, 10), rw.nearest_source_indices(5, 12)
+  inits = {'ih': ih, 'iw': iw, 'iw2': iw2, 'perm': np.array([2, 0, 1], np.int64)}
+  n = helper.make_node
+  nodes = [n('Gather', ['x', 'ih'], ['h'], axis=2), n('Gather', ['h', 'iw'], ['hw'], axis=3),  # 3x5 -> 7x10
+           n('Gather', ['x', 'iw2'], ['w'], axis=-1),                                            # 3x5 -> 3x12
+           n('Gather', ['x', 'perm'], ['p'], axis=2),                                            # not a resize
+           *[n('Flatten', [v], [f'{v}_flat'], axis=1) for v in ('hw', 'w', 'p')],
+           n('Concat', ['hw_flat', 'w_flat', 'p_flat'], ['y'], axis=1)]
+  m = graph(nodes, ['N', 4, 3, 5], None, inits)
+  out = rw.nearest_gathers_to_resize(m)
+  assert rw.op_types(out) == {'Concat': 1, 'Flatten': 3, 'Gather': 1, 'Resize': 2}
+  sizes = sorted(tuple(rw.constants(out)[r.input[3]]) for r in out.graph.node if r.op_type == 'Resize')
+  assert sizes == [(7, 10), (12,)]
+  assert_same(m, out, x, atol=0)  # nearest resizing copies values
+  assert_same(m, out, images(1, 4, 3, 5), atol=0)  # still dynamic in the batch
+  # the gathers (hence the Resize) are PyTorch's nearest interpolation
+  import torch
+  want = torch.nn.functional.interpolate(torch.from_numpy(x), size=(7, 10), mode='nearest').numpy()
+  np.testing.assert_array_equal(run_onnx(out, x)[:, :4 * 7 * 10].reshape(2, 4, 7, 10), want)
+  # below opset 18 (no Resize axes) the graph stays as it is
+  old = graph(nodes, ['N', 4, 3, 5], None, inits, opset=17)
+  assert rw.op_types(rw.nearest_gathers_to_resize(old)) == rw.op_types(old)
+
+
+@pytest.mark.parametrize('size_in,size_out,picks', [(3, 7, True), (2, 4, True), (7, 14, True), (5, 12, True), (14, 16, False)])
+def test_resize_picks_exactly_guards_float_rounding(size_in, size_out, picks):
+  """Where the check passes, onnxruntime's Resize picks PyTorch's rows. 14 -> 16 fails it:
+  8 * 14 / 16 is exactly 7, but 8 / float32(16 / 14) is just below 7."""
+  assert rw.resize_picks_exactly(size_in, size_out) == picks
+  if not picks:
+    assert 8 * 14 / 16 == 7 and np.float32(8) / (np.float32(16) / np.float32(14)) < 7
+    return
+  x = images(1, 1, size_in, 1)
+  resize = helper.make_node('Resize', ['x', '', '', 'sizes'], ['y'], axes=[2], mode='nearest',
+                            coordinate_transformation_mode='asymmetric', nearest_mode='floor')
+  m = graph([resize], [1, 1, size_in, 1], [1, 1, size_out, 1], {'sizes': np.array([size_out], np.int64)})
+  np.testing.assert_array_equal(run_onnx(m, x), x[:, :, rw.nearest_source_indices(size_in, size_out)])

@@ -2,10 +2,12 @@
 
 :func:`export_onnx` traces ``model.apply`` with jax2onnx under
 :func:`~ghostnets_jax.layers.export_lowering` (grouped ``Conv`` for depthwise layers,
-``AveragePool``, constant-index ``Gather`` for nearest upsampling), with a symbolic batch
-dimension, then cleans the graph with onnxruntime's provider-independent optimisations
-(:func:`~ghostnets_jax.export.rewrites.ort_optimize`): biases folded into ``Conv`` and the
-NHWC<->NCHW transposes jax2onnx puts around every convolution cancelled, leaving an NCHW graph.
+``AveragePool``, ``HardSigmoid``, constant-index ``Gather`` for nearest upsampling), with a
+symbolic batch dimension, then cleans the graph with onnxruntime's provider-independent
+optimisations (:func:`~ghostnets_jax.export.rewrites.ort_optimize`): biases folded into ``Conv``
+and the NHWC<->NCHW transposes jax2onnx puts around every convolution cancelled, leaving an NCHW
+graph; the upsampling gathers become one ``Resize`` each
+(:func:`~ghostnets_jax.export.rewrites.nearest_gathers_to_resize`).
 :func:`verify_onnx` checks a file with ``onnx.checker`` and compares onnxruntime with JAX.
 """
 from __future__ import annotations
@@ -90,7 +92,7 @@ def export_onnx(model: nn.Module, variables: Mapping[str, Any], input_size: Unio
                        model_name=type(model).__name__)
   proto.producer_name, proto.producer_version = 'ghostnets_jax', _version()
   _metadata(proto, {'layout': layout, 'deploy': deploy, **(metadata or {})})
-  proto = rewrites.ort_optimize(rewrites.infer_shapes(proto))
+  proto = rewrites.nearest_gathers_to_resize(rewrites.ort_optimize(rewrites.infer_shapes(proto)))
   if slice_as_conv:
     proto = rewrites.channel_slices_to_conv(proto)
   return proto

@@ -8,6 +8,9 @@
 * :func:`decompose_hardswish` — ``HardSwish(x)`` as ``x * HardSigmoid(x)``.
 * :func:`split_padded_avgpool` — a padded ``AveragePool`` as ``Pad`` + VALID ``AveragePool``
   (times a constant count correction where padding is not counted).
+* :func:`nearest_gathers_to_resize` — constant-index ``Gather`` pairs that upsample (nearest,
+  PyTorch's ``floor(i * in / out)``) as one ``Resize``: runtimes gather element by element but
+  have fast resize kernels (about 15x faster in onnxruntime 1.32 on GhostNetV2's attention).
 * :func:`channel_slices_to_conv` — ``Slice``/``Split``/``Gather`` along channels of an NCHW tensor
   as 1x1 convolutions with 0/1 selection kernels: slicing is slow on Ascend's Da Vinci cores
   (GhostNets_D), a 1x1 convolution runs on the cube unit.
@@ -235,6 +238,86 @@ def split_padded_avgpool(model: onnx.ModelProto) -> onnx.ModelProto:
     inits.append(corr)
     nodes += [helper.make_node('AveragePool', [padded], [pooled], name=node.name, **pool_attrs),
               helper.make_node('Mul', [pooled, corr.name], [y], name=names(f'{node.name}_corr'))]
+  return _rebuild(model, nodes, inits)
+
+
+def nearest_source_indices(size_in: int, size_out: int) -> np.ndarray:
+  """Source row of each output row of a nearest upsampling, PyTorch's ``floor(i * in / out)``."""
+  return np.arange(size_out, dtype=np.int64) * size_in // size_out
+
+
+def resize_picks_exactly(size_in: int, size_out: int) -> bool:
+  """True when ONNX ``Resize`` (nearest, ``asymmetric``, ``floor``) from ``sizes`` picks the rows of
+  :func:`nearest_source_indices` whichever way a runtime computes the source coordinate:
+  ``i / (out / in)`` or ``i * (in / out)``, in float32 or float64."""
+  i, want = np.arange(size_out), nearest_source_indices(size_in, size_out)
+  for dt in (np.float32, np.float64):
+    n_in, n_out, pos = dt(size_in), dt(size_out), i.astype(dt)
+    for src in (pos / (n_out / n_in), pos * (n_in / n_out)):
+      if not np.array_equal(np.floor(src).astype(np.int64), want):
+        return False
+  return True
+
+
+def nearest_gathers_to_resize(model: onnx.ModelProto) -> onnx.ModelProto:
+  """``Gather`` along H and/or W of a 4-D tensor with nearest-upsampling indices -> one ``Resize``.
+
+  A ``Gather`` qualifies when its constant 1-D indices are :func:`nearest_source_indices` of the
+  axis (and :func:`resize_picks_exactly` holds); an H gather whose only consumer is a qualifying W
+  gather (or the reverse) becomes a single ``Resize(mode='nearest',
+  coordinate_transformation_mode='asymmetric', nearest_mode='floor')`` with constant ``sizes`` on
+  ``axes`` [2, 3] (opset 18), so the batch stays dynamic without shape arithmetic. Other gathers,
+  and every gather of a model below opset 18, are left as they are.
+  """
+  opset = next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), 0)
+  if opset < 18:
+    return model
+  const, shp, names = constants(model), shapes(model), _Names(model)
+  upsample: dict[str, tuple[int, int]] = {}  # gather output -> (axis, output size)
+  for node in model.graph.node:
+    x = node.input[0] if node.op_type == 'Gather' else None
+    idx = const.get(node.input[1]) if x is not None else None
+    if idx is None or idx.ndim != 1 or len(shp.get(x, ())) != 4:
+      continue
+    axis = attributes(node).get('axis', 0) % 4
+    n = shp[x][axis] if axis in (2, 3) else None
+    if (n is not None and np.array_equal(idx, nearest_source_indices(n, len(idx)))
+        and resize_picks_exactly(n, len(idx))):
+      upsample[node.output[0]] = (axis, len(idx))
+  if not upsample:
+    return model
+  consumers: dict[str, list] = {}
+  for n in model.graph.node:
+    for i in n.input:
+      consumers.setdefault(i, []).append(n)
+  outputs = {o.name for o in model.graph.output}
+  inner = set()  # first gathers of a pair, merged into the second
+  for node in model.graph.node:
+    out = node.output[0] if node.op_type == 'Gather' else None
+    users = consumers.get(out, [])
+    if (out in upsample and out not in outputs and len(users) == 1 and users[0].input[0] == out
+        and users[0].output[0] in upsample and upsample[users[0].output[0]][0] != upsample[out][0]):
+      inner.add(out)
+  producer = {o: n for n in model.graph.node for o in n.output}
+  nodes, inits = [], []
+  for node in model.graph.node:
+    out = node.output[0] if node.op_type == 'Gather' else None
+    if out in inner:
+      continue
+    if out not in upsample:
+      nodes.append(node)
+      continue
+    steps = [upsample[out]]
+    x = node.input[0]
+    if x in inner:
+      steps.append(upsample[x])
+      x = producer[x].input[0]
+    axes, sizes = zip(*sorted(steps))
+    init = numpy_helper.from_array(np.array(sizes, np.int64), names(f'{node.name}_sizes'))
+    inits.append(init)
+    nodes.append(helper.make_node('Resize', [x, '', '', init.name], [out], name=names(f'{node.name}_resize'),
+                                  axes=list(axes), mode='nearest',
+                                  coordinate_transformation_mode='asymmetric', nearest_mode='floor'))
   return _rebuild(model, nodes, inits)
 
 

@@ -6,14 +6,24 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from ghostnets_jax.layers.lowering import exporting
+
 
 def hard_sigmoid(x: jax.Array) -> jax.Array:
-  """relu6(x + 3) / 6, the gate of GhostNet's SE (timm ``hard_sigmoid``)."""
+  """relu6(x + 3) / 6, the gate of GhostNet's SE (timm ``hard_sigmoid``).
+
+  Under :func:`~ghostnets_jax.layers.export_lowering` ``jax.nn.hard_sigmoid`` (the same function;
+  one ``HardSigmoid`` node in ONNX instead of ``Add``, ``Clip`` and ``Div``).
+  """
+  if exporting():
+    return jax.nn.hard_sigmoid(x)
   return jnp.clip(x + 3.0, 0.0, 6.0) / 6.0
 
 
 def hard_swish(x: jax.Array) -> jax.Array:
-  """x * relu6(x + 3) / 6 (torch ``nn.Hardswish``)."""
+  """x * relu6(x + 3) / 6 (torch ``nn.Hardswish``); one ``HardSwish`` node when exported."""
+  if exporting():
+    return jax.nn.hard_swish(x)
   return x * hard_sigmoid(x)
 
 

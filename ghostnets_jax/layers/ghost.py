@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from ghostnets_jax.layers.conv import Parts, join
 from ghostnets_jax.layers.conv_bn import ConvBN
+from ghostnets_jax.layers.lowering import exporting
 from ghostnets_jax.layers.pool import avg_pool_2x2, nearest_resize
 from ghostnets_jax.layers.rep_conv import RepConvBN
 
@@ -111,7 +112,7 @@ class GhostModuleV2(GhostModule):
     gate = DFCAttention(self.features, self.kernel_size, self.strides, self.deploy, self.dtype,
                         self.dilation, name='short_conv')(x, parts[0].shape[1:3], train)
     gate = gate.astype(parts[0].dtype)
-    if not split:
+    if not split or exporting():  # exported: one Mul, no slices of the gate (a conv takes arrays)
       return join(parts) * gate
     c = parts[0].shape[-1]
     return parts[0] * gate[..., :c], *(p * gate[..., c:] for p in parts[1:])

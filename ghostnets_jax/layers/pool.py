@@ -11,7 +11,15 @@ from ghostnets_jax.layers.lowering import exporting
 
 
 def global_avg_pool(x: jax.Array, keepdims: bool = False) -> jax.Array:
-  """Mean over H, W of NHWC ``x`` (accumulated in float32)."""
+  """Mean over H, W of NHWC ``x`` (accumulated in float32).
+
+  Under :func:`~ghostnets_jax.layers.export_lowering` the mean is taken over the H, W axes of
+  ``x`` in NCHW order, so the exporter's layout transpose after the last convolution cancels
+  (one ``ReduceMean`` on the NCHW graph instead of ``Transpose`` + ``ReduceMean``).
+  """
+  if exporting():
+    y = jnp.mean(x.transpose(0, 3, 1, 2), axis=(2, 3), keepdims=keepdims, dtype=jnp.float32)
+    return (y.transpose(0, 2, 3, 1) if keepdims else y).astype(x.dtype)
   return jnp.mean(x, axis=(1, 2), keepdims=keepdims, dtype=jnp.float32).astype(x.dtype)
 
 
