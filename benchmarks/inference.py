@@ -12,10 +12,12 @@ For every model (any registered name or shell pattern) and batch size, both form
 uses; its deploy form is timm's ``reparameterize_model`` (which merges RepGhost/GhostNetV3
 branches and leaves BN unfused). Both run the same random weights (converted with
 ``from_torch``); the largest logit difference, relative to the largest logit, is reported.
-``--runtimes onnxruntime,mnn`` also times the deployment runtimes on the deploy form: its ONNX
-export (``ghostnets_jax.export.export_onnx``, NCHW, dynamic batch) in onnxruntime (CPU provider)
-and, converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost's deploy route), in MNN
-(CPU, float32), each with as many threads as JAX and checked against the JAX logits.
+``--runtimes onnxruntime,mnn,openvino`` also times the deployment runtimes on the deploy form: its
+ONNX export (``ghostnets_jax.export.export_onnx``, NCHW, dynamic batch) in onnxruntime (CPU
+provider), converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost's deploy route) in
+MNN (CPU, float32), and in OpenVINO (CPU plugin, float32; ``pip install openvino==2026.4.1``), each
+with as many threads as JAX and checked against the JAX logits. ``benchmarks/onnx_peers.py``
+compares the export with timm's own ONNX export in the same runtimes.
 Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
 Writes a table to stdout and the rows with the machine description to ``--json``.
 """
@@ -48,11 +50,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--kernels', choices=('auto', 'native'), default='auto',
                  help="JAX conv kernels: 'auto' (the fast CPU forms) or 'native' (XLA's own convs)")
   p.add_argument('--runtimes', default='',
-                 help="deploy form in deployment runtimes too: 'onnxruntime', 'mnn' or both (comma-separated)")
-  p.add_argument('--threads', type=int, default=None,
-                 help='CPUs for both frameworks (default: all this process may use)')
-  p.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
-  p.add_argument('--repeats', type=int, default=5, help='interleaved rounds (median reported)')
+                 help=f'deploy form in deployment runtimes too, comma-separated: {", ".join(RUNTIMES)}')
+  bm.add_timing_args(p)
   p.add_argument('--json', default='benchmarks/results/inference.json', help="output file ('' for none)")
   return p.parse_args(argv)
 

@@ -15,7 +15,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,14 @@ def limit_cpus(n: int) -> None:
   os.sched_setaffinity(0, cpus[:n])
 
 
+def add_timing_args(parser: Any) -> None:
+  """``--threads``, ``--min-time`` and ``--repeats`` (see :func:`limit_cpus`, :func:`time_calls`)."""
+  parser.add_argument('--threads', type=int, default=None,
+                      help='CPUs for every candidate (default: all this process may use)')
+  parser.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
+  parser.add_argument('--repeats', type=int, default=5, help='interleaved rounds (median reported)')
+
+
 def model_names(models: str) -> list[str]:
   """Registry names from a comma-separated list of names and shell patterns (``ghostnet*``)."""
   from ghostnets_jax.registry import get_spec, list_models
@@ -47,13 +55,14 @@ def model_names(models: str) -> list[str]:
   return names
 
 
-def write_json(path: str, info: Mapping[str, Any], args: Mapping[str, Any], rows: list[dict]) -> None:
-  """Writes ``{'machine', 'args', 'rows'}`` to ``path`` (nothing when ``path`` is empty)."""
+def write_json(path: str, info: Mapping[str, Any], args: Mapping[str, Any], rows: list[dict],
+               **extra: Any) -> None:
+  """Writes ``{'machine', 'args', 'rows', **extra}`` to ``path`` (nothing when ``path`` is empty)."""
   if not path:
     return
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   with open(path, 'w') as f:
-    json.dump({'machine': dict(info), 'args': dict(args), 'rows': rows}, f, indent=1)
+    json.dump({'machine': dict(info), 'args': dict(args), 'rows': rows, **extra}, f, indent=1)
   print(f'wrote {path}')
 
 
@@ -150,36 +159,59 @@ def init_variables_for(name: str, size: int) -> Any:
   return random_variables(create_model(name), size, other_std=0.01, unit_keys=('var', 'scale'))
 
 
-RUNTIMES = ('onnxruntime', 'mnn')
+RUNTIMES = ('onnxruntime', 'mnn', 'openvino')
 
 
-def runtime_calls(model: Any, variables: Any, x_nchw: np.ndarray, runtimes: list[str], threads: int
-                  ) -> dict[str, Callable[[], Any]]:
-  """``{runtime: call}`` for onnxruntime (CPU provider) / MNN on the ONNX export of ``model``
-  (NCHW, dynamic batch; MNN through its own converter), each on ``threads`` threads."""
-  import tempfile
-
-  from ghostnets_jax.export import export_onnx, mnn
+def check_runtimes(runtimes: Sequence[str]) -> None:
+  """ValueError naming the choices unless every name is in :data:`RUNTIMES`."""
   unknown = set(runtimes) - set(RUNTIMES)
   if unknown:
     raise ValueError(f'unknown runtime(s) {sorted(unknown)}; choose from {", ".join(RUNTIMES)}')
-  proto = export_onnx(model, variables, x_nchw.shape[-1])
-  calls = {}
+
+
+def runtime_runners(proto: Any, runtimes: Sequence[str], threads: int
+                    ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+  """``{runtime: run}`` for the ONNX model ``proto`` (an ``onnx.ModelProto``), each on ``threads``
+  threads: ``run`` maps images in the graph's layout to logits.
+
+  onnxruntime: CPU provider, ``threads`` intra-op threads, one inter-op thread, default
+  (full) graph optimisations. MNN: converted by MNN's converter
+  (:mod:`ghostnets_jax.export.mnn`), float32. OpenVINO: CPU plugin, float32
+  (``INFERENCE_PRECISION_HINT``, :mod:`ghostnets_jax.export.openvino`; an optional install).
+  """
+  import tempfile
+
+  import onnx
+  check_runtimes(runtimes)
+  runners = {}
   if 'onnxruntime' in runtimes:
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(proto.SerializeToString(), opts, providers=['CPUExecutionProvider'])
-    feed = {session.get_inputs()[0].name: x_nchw}
-    calls['onnxruntime'] = lambda: session.run(None, feed)[0]
+    feed = session.get_inputs()[0].name
+    runners['onnxruntime'] = lambda x: session.run(None, {feed: x})[0]
   if 'mnn' in runtimes:
-    import onnx
+    from ghostnets_jax.export import mnn
     with tempfile.TemporaryDirectory() as d:
       onnx.save(proto, os.path.join(d, 'm.onnx'))
       mnn.convert(os.path.join(d, 'm.onnx'), os.path.join(d, 'm.mnn'))
-      run = mnn.load(os.path.join(d, 'm.mnn'), threads=threads)
-    calls['mnn'] = lambda: run(x_nchw)
-  return calls
+      runners['mnn'] = mnn.load(os.path.join(d, 'm.mnn'), threads=threads)
+  if 'openvino' in runtimes:
+    from ghostnets_jax.export import openvino
+    runners['openvino'] = openvino.load(proto, threads=threads, precision='f32')
+  return runners
+
+
+def runtime_calls(model: Any, variables: Any, x_nchw: np.ndarray, runtimes: list[str], threads: int
+                  ) -> dict[str, Callable[[], Any]]:
+  """``{runtime: call}`` for onnxruntime / MNN / OpenVINO on the ONNX export of ``model`` (NCHW,
+  dynamic batch; see :func:`runtime_runners`) applied to ``x_nchw``, each on ``threads`` threads."""
+  from ghostnets_jax.export import export_onnx
+  check_runtimes(runtimes)
+  proto = export_onnx(model, variables, x_nchw.shape[-1])
+  return {rt: functools.partial(run, x_nchw)
+          for rt, run in runtime_runners(proto, runtimes, threads).items()}
 
 
 def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool = True,
@@ -188,8 +220,8 @@ def latency(name: str, batch: int = 1, size: Optional[int] = None, deploy: bool 
   """Eval-mode forward time of registry model ``name`` (JAX, float32, this process's CPUs).
 
   Returns ``{'seconds': median per batch, 'compile_s': ...}``; random (initial) weights. With
-  ``runtimes`` (``'onnxruntime'``, ``'mnn'``), the same form's ONNX export is timed in those
-  runtimes too, interleaved with JAX, on as many threads: ``{'runtimes': {runtime: seconds}}``.
+  ``runtimes`` (:data:`RUNTIMES`), the same form's ONNX export is timed in those runtimes too,
+  interleaved with JAX, on as many threads: ``{'runtimes': {runtime: seconds}}``.
   A runtime whose logits differ from JAX's (beyond 1e-3 of the largest logit) raises
   ``ValueError``: a time for a wrong graph means nothing.
   """
