@@ -2,9 +2,10 @@
 
 Some layers compute the same numbers in two ways: one fast for training (shift-and-add depthwise
 convolutions on CPU, reshape-mean pooling, repeat-based upsampling) and one that exporters map
-to single standard operators (grouped ``Conv``, ``AveragePool``, ``Gather`` with constant
-indices). :func:`export_lowering` selects the second while a function is traced; it is read at
-trace time, like :func:`~ghostnets_jax.layers.depthwise_impl`.
+to single standard operators (grouped ``Conv``, ``AveragePool``, ``HardSigmoid``, ``Gather``
+with constant indices, a global pool over NCHW axes). :func:`export_lowering` selects the second
+while a function is traced; it is read at trace time, like
+:func:`~ghostnets_jax.layers.depthwise_impl`.
 """
 from __future__ import annotations
 
