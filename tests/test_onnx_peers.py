@@ -70,7 +70,6 @@ def test_openvino_missing_names_its_install(monkeypatch):
 
 
 def test_openvino_runs_in_float32_like_onnxruntime():
-  pytest.importorskip('openvino')
   runners = timing.runtime_runners(_small_graph(), ['onnxruntime', 'openvino'], 1)
   x = images(3, 3, 8, 8)
   want = runners['onnxruntime'](x)
