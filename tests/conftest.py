@@ -18,6 +18,7 @@ except ImportError:
   pass
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs',
@@ -55,3 +56,20 @@ def pytest_runtest_setup(item):
   if _current_group[0] is not None and group != _current_group[0]:
     _release_caches()
   _current_group[0] = group
+
+
+
+def pytest_configure(config):
+  """Refuse ``--dist loadgroup`` where pytest-xdist cannot group: from pytest 9.2 its suffix on
+  the node id is ignored, every test of a group goes to any worker, and each shared run and
+  cache of a group is rebuilt on both workers, without any error."""
+  if getattr(config.option, 'dist', 'no') != 'loadgroup' or hasattr(config, 'workerinput'):
+    return
+  import xdist
+
+  def version(v):
+    return tuple(int(p) for p in v.split('.')[:2])
+  if version(pytest.__version__) >= (9, 2) and version(xdist.__version__) <= (3, 8):
+    raise pytest.UsageError(
+        f'--dist loadgroup does not group tests under pytest {pytest.__version__} with '
+        f'pytest-xdist {xdist.__version__}; install the pytest of requirements-dev.txt (9.1.1)')
