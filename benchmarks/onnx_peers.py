@@ -94,10 +94,9 @@ def versions(runtimes: list[str]) -> dict[str, str]:
 
 
 def graph_info(proto: Any) -> dict[str, Any]:
-  from ghostnets_jax.export.rewrites import op_types
+  from ghostnets_jax.export.rewrites import onnx_opset, op_types
   ops = op_types(proto)
-  opset = next((o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')), None)
-  return {'nodes': sum(ops.values()), 'opset': opset, 'ops': ops}
+  return {'nodes': sum(ops.values()), 'opset': onnx_opset(proto), 'ops': ops}
 
 
 def bench(name: str, protos: dict[str, Any], batch: int, size: int, runtimes: list[str],
@@ -157,8 +156,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   if a.save_dir:
     os.makedirs(a.save_dir, exist_ok=True)
   from ghostnets_jax.registry import get_spec
-  info = {**bm.machine(), **versions(runtimes)}
-  print(bm.describe(info) + '; ' + ', '.join(f'{k} {v}' for k, v in versions(runtimes).items()), flush=True)
+  tools = versions(runtimes)
+  info = {**bm.machine(), **tools}
+  print(bm.describe(info) + '; ' + ', '.join(f'{k} {v}' for k, v in tools.items()), flush=True)
   rows, graphs = [], {}
   for name in bm.model_names(a.models):
     size = a.size or get_spec(name).input_size

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 
 from ghostnets_jax.registry import create_model, list_models
 from ghostnets_jax.complexity import model_info
+from ghostnets_jax import timing
 
 BEGIN, END = '<!-- zoo:begin -->', '<!-- zoo:end -->'
 REPORT_FILES = ('zoo.md', 'zoo.json', 'zoo_accuracy_vs_macs.png', 'zoo_accuracy_vs_latency.png')
@@ -38,11 +39,7 @@ def _top1(i: dict) -> str:
 
 
 # Latency columns of the report: JAX (always) and the deploy runtimes (``--runtimes``).
-LATENCY_KEYS = {'jax': 'latency_ms', 'onnxruntime': 'onnxruntime_ms', 'mnn': 'mnn_ms',
-                'openvino': 'openvino_ms'}
-
-
-_RUNTIMES = [rt for rt in LATENCY_KEYS if rt != 'jax']
+LATENCY_KEYS = {'jax': 'latency_ms', **{rt: f'{rt}_ms' for rt in timing.RUNTIMES}}
 
 
 def _and(words: list[str]) -> str:
@@ -96,7 +93,6 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
   """One row per model: ``model_info`` plus the deploy form's CPU latency in JAX and in each of
   ``runtimes`` (from ``latencies`` — ``{name: {column: ms}}`` — else measured when ``measure``,
   else None); ``progress(rows)`` after each measured model."""
-  from ghostnets_jax import timing
   latencies = latencies or {}
   keys = ['latency_ms'] + [LATENCY_KEYS[rt] for rt in runtimes]
   rows = []
@@ -125,8 +121,8 @@ def collect(names: list[str], latencies: Optional[dict[str, dict[str, float]]] =
 
 def report_markdown(rows: list[dict[str, Any]], machine: str,
                     runtimes_machine: Optional[str] = None) -> str:
-  runtimes = [rt for rt, k in LATENCY_KEYS.items()
-              if rt != 'jax' and any(r.get(k) is not None for r in rows)]
+  runtimes = [rt for rt in timing.RUNTIMES
+              if any(r.get(LATENCY_KEYS[rt]) is not None for r in rows)]
   rt_names = {'onnxruntime': 'ONNX Runtime', 'mnn': 'MNN', 'openvino': 'OpenVINO'}
   lines = [
       '# Model zoo', '',
@@ -212,7 +208,6 @@ def write_report(names: list[str], out_dir: str = 'docs', reuse_latency: bool = 
   rewritten after every measured model, so an interrupted run resumes with ``reuse_latency``;
   stored rows of models outside ``names`` stay in it (``zoo.md`` and the plots show ``names``).
   """
-  from ghostnets_jax import timing
   json_path = os.path.join(out_dir, 'zoo.json')
   latencies, machine, runtimes_machine, old_rows = {}, None, None, []
   if reuse_latency or not measure:
@@ -267,13 +262,12 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument('--min-time', type=float, default=1.0, help='latency: seconds per timing round')
   p.add_argument('--repeats', type=int, default=5, help='latency: timing rounds (median)')
   p.add_argument('--runtimes', default='', help='with --report: also time the deploy form in '
-                 f'these runtimes, comma-separated: {", ".join(_RUNTIMES)} (needs the export extra)')
+                 f'these runtimes, comma-separated: {", ".join(timing.RUNTIMES)} (needs the export extra)')
   a = p.parse_args(argv)
   runtimes = tuple(r for r in a.runtimes.split(',') if r)
-  unknown = set(runtimes) - set(LATENCY_KEYS) - {'jax'}
-  if unknown or 'jax' in runtimes:
-    p.error(f'--runtimes: unknown {sorted(unknown | ({"jax"} & set(runtimes)))}; choose from '
-            f'{", ".join(_RUNTIMES)}')
+  unknown = set(runtimes) - set(timing.RUNTIMES)
+  if unknown:
+    p.error(f'--runtimes: unknown {sorted(unknown)}; choose from {", ".join(timing.RUNTIMES)}')
   names = list_models(a.pattern)
   if a.report:
     write_report(names, a.report, a.reuse_latency, not a.no_latency, a.min_time, a.repeats,

@@ -66,16 +66,18 @@ def run_in_child(path: str, inputs: Sequence[np.ndarray], threads: int = 1,
   """
   _mnn()
   with tempfile.TemporaryDirectory() as work:
-    argv = [mnn_runtime.__file__, path, str(threads), precision]
+    files, outs = [], []
     for i, x in enumerate(inputs):
       src, dst = os.path.join(work, f'in{i}.npy'), os.path.join(work, f'out{i}.npy')
       np.save(src, np.ascontiguousarray(x, np.float32))
-      argv += [src, dst]
-    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True)
+      files += [src, dst]
+      outs.append(dst)
+    proc = subprocess.run([sys.executable, mnn_runtime.__file__, path, str(threads), precision, *files],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
       tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
       raise ExportError(f'MNN inference of {path} failed (exit {proc.returncode}):\n  ' + '\n  '.join(tail))
-    return [np.load(argv[i]) for i in range(5, len(argv), 2)]
+    return [np.load(f) for f in outs]
 
 
 def verify_mnn(path: str, reference: Callable[[np.ndarray], np.ndarray], input_shape: Sequence[int], *,

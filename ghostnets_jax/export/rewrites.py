@@ -241,6 +241,11 @@ def split_padded_avgpool(model: onnx.ModelProto) -> onnx.ModelProto:
   return _rebuild(model, nodes, inits)
 
 
+def onnx_opset(model: onnx.ModelProto) -> Optional[int]:
+  """The model's opset of the default (``ai.onnx``) domain, None when it imports none."""
+  return next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), None)
+
+
 def nearest_source_indices(size_in: int, size_out: int) -> np.ndarray:
   """Source row of each output row of a nearest upsampling, PyTorch's ``floor(i * in / out)``."""
   return np.arange(size_out, dtype=np.int64) * size_in // size_out
@@ -269,8 +274,7 @@ def nearest_gathers_to_resize(model: onnx.ModelProto) -> onnx.ModelProto:
   ``axes`` [2, 3] (opset 18), so the batch stays dynamic without shape arithmetic. Other gathers,
   and every gather of a model below opset 18, are left as they are.
   """
-  opset = next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), 0)
-  if opset < 18:
+  if (onnx_opset(model) or 0) < 18:
     return model
   const, shp, names = constants(model), shapes(model), _Names(model)
   upsample: dict[str, tuple[int, int]] = {}  # gather output -> (axis, output size)
