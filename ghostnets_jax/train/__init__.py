@@ -8,7 +8,15 @@
   guards       StopSignal (preemption) and NonFiniteGuard, polled by the loop
   evaluators   extra evaluations by name (config.eval.evaluators), e.g. retrieval
 """
-from ghostnets_jax.train.evaluators import register_evaluator
-from ghostnets_jax.train.trainer import evaluate, train_and_evaluate
+import importlib
 
 __all__ = ['evaluate', 'register_evaluator', 'train_and_evaluate']
+_HOMES = {'evaluate': 'trainer', 'train_and_evaluate': 'trainer', 'register_evaluator': 'evaluators'}
+
+
+def __getattr__(name: str):
+  # Resolved on first use, so that importing the step, optimizer or model assembly alone
+  # (``from ghostnets_jax.train import step``) does not load the input pipeline's TensorFlow.
+  if name in _HOMES:
+    return getattr(importlib.import_module(f'{__name__}.{_HOMES[name]}'), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,14 +19,17 @@ import ml_collections
 import optax
 
 from ghostnets_jax import storage
-from ghostnets_jax.data import datasets, pipeline
 from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.registry import create_model, module_fields
-from ghostnets_jax.train import evaluators, finetune, optim, state as state_lib, step as step_lib
+from ghostnets_jax.train import finetune, optim, state as state_lib, step as step_lib
 from ghostnets_jax.train import mesh as mesh_lib
 from ghostnets_jax.train import workdir as workdir_lib
 from ghostnets_jax.train.checkpoint import Checkpointer, is_run_checkpoint, restore_variables
 from ghostnets_jax.train.run_config import RunConfig, resolve
+
+if TYPE_CHECKING:   # the data modules load TensorFlow: imported where data is built
+  from ghostnets_jax.data import datasets, pipeline
+  from ghostnets_jax.train import evaluators
 
 
 def _dtype(name: str) -> Any:
@@ -68,6 +71,7 @@ class Experiment:
 
   # ----------------------------------------------------------------------------------- data
   def train_iterator(self) -> pipeline.TrainIterator:
+    from ghostnets_jax.data import pipeline
     c, r = self.config, self.resolved
     sampler = pipeline.make_sampler(
         c.data.sampler, len(self.train_source), c.batch_size, seed=c.seed,
@@ -78,6 +82,7 @@ class Experiment:
                                   threads=c.data.threads, prefetch=c.data.prefetch)
 
   def eval_batches(self):
+    from ghostnets_jax.data import pipeline
     r = self.resolved
     ds, steps = pipeline.eval_dataset(
         self.eval_source, r.eval_preprocess, r.eval_batch_size // jax.process_count(),
@@ -149,6 +154,8 @@ def check_paths(c: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def build(config: ml_collections.ConfigDict, workdir: str, *, train: bool = True) -> Experiment:
+  from ghostnets_jax.data import datasets
+  from ghostnets_jax.train import evaluators
   c = config
   check_paths(c, workdir)
   mesh = mesh_lib.make_mesh(c.sharding.mesh_shape, c.sharding.axis_names)

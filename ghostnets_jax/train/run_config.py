@@ -14,7 +14,6 @@ from typing import Any, Optional
 import jax
 import ml_collections
 
-from ghostnets_jax.data import preprocess
 from ghostnets_jax.errors import ConfigError
 from ghostnets_jax.registry import get_spec
 from ghostnets_jax.train import finetune, optim
@@ -108,6 +107,7 @@ def resolve(c: ml_collections.ConfigDict, num_classes: int, num_train: Optional[
   ``None`` fields of the config take the model's registry entry (image size, eval crop and
   interpolation, mean/std); ``num_train=None`` (evaluation only) leaves the step counts None.
   """
+  from ghostnets_jax.data import preprocess   # TensorFlow: only where data is resolved
   spec = get_spec(c.model)
   a = c.aug
   image_size = c.image_size or spec.input_size
