@@ -1,22 +1,32 @@
 #!/usr/bin/env bash
-# The GPU benchmark: inference and training-step throughput, JAX against PyTorch on the same
+# The GPU benchmark: training-step and inference throughput, JAX against PyTorch on the same
 # card, for ghostnet_100, repghostnet_100 and g_ghost_regnetx_032 at batch 128, fp32 and bf16.
-# Needs jax[cuda] and a CUDA build of torch 2.14.1 in the active environment. Results go to
-# benchmarks/results/gpu/*.json; paste the printed tables, the card (nvidia-smi) and the date into
-# docs/benchmarks.md.
+# PyTorch runs channels-last with bfloat16 autocast for bf16 (its AMP); both sides get a
+# model-FLOPs utilisation (MFU) from the MAC counter and the card's dense peak.
+# Needs jax[cuda] and a CUDA build of torch in the active environment (plus this repo's
+# requirements and timm). Results go to $GPU_RESULTS (default benchmarks/results/gpu/*.json);
+# paste the printed tables, the card (nvidia-smi) and the date into docs/benchmarks.md.
 #   bash benchmarks/gpu.sh
+#   GPU_MODELS=ghostnetv2_100 GPU_BATCH=256 bash benchmarks/gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=. XLA_PYTHON_CLIENT_PREALLOCATE=false
-MODELS=ghostnet_100,repghostnet_100,g_ghost_regnetx_032
-OUT=benchmarks/results/gpu
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/card.txt"
-date -u | tee -a "$OUT/card.txt"
-python -c "import jax; assert jax.default_backend() == 'gpu', jax.devices(); print(jax.devices())"
-for dtype in float32 bfloat16; do
-  python benchmarks/inference.py --models "$MODELS" --batch 128 --dtype "$dtype" \
-    --min-time 1 --repeats 5 --json "$OUT/inference_$dtype.json"
-  python benchmarks/train_step.py --models "$MODELS" --torch-models all --batch 128 \
-    --dtype "$dtype" --min-time 1 --repeats 5 --json "$OUT/train_step_$dtype.json"
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} XLA_PYTHON_CLIENT_PREALLOCATE=false
+MODELS=${GPU_MODELS:-ghostnet_100,repghostnet_100,g_ghost_regnetx_032}
+BATCH=${GPU_BATCH:-128}
+RESULTS=${GPU_RESULTS:-benchmarks/results/gpu}
+TIMING=${GPU_TIMING:---min-time 0.5 --repeats 3}
+mkdir -p "$RESULTS"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$RESULTS/card.txt"
+date -u | tee -a "$RESULTS/card.txt"
+python -c "import jax, torch; assert jax.default_backend() == 'gpu', jax.devices(); \
+assert torch.cuda.is_available(); print(jax.__version__, jax.devices(), torch.__version__)" \
+  | tee -a "$RESULTS/card.txt"
+# Training first (the step the trainer jits, recipe features on), then inference.
+for dtype in bfloat16 float32; do
+  python benchmarks/train_step.py --models "$MODELS" --torch-models all --batch "$BATCH" \
+    --dtype "$dtype" $TIMING --json "$RESULTS/train_step_$dtype.json"
+done
+for dtype in bfloat16 float32; do
+  python benchmarks/inference.py --models "$MODELS" --batch "$BATCH" --dtype "$dtype" \
+    $TIMING --json "$RESULTS/inference_$dtype.json"
 done

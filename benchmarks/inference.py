@@ -18,6 +18,8 @@ provider), converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost'
 MNN (CPU, float32), and in OpenVINO (CPU plugin, float32; ``pip install openvino==2026.4.1``), each
 with as many threads as JAX and checked against the JAX logits. ``benchmarks/onnx_peers.py``
 compares the export with timm's own ONNX export in the same runtimes.
+On a GPU, PyTorch runs channels-last (cuDNN's fast layout) and the table adds each side's
+model-FLOPs utilisation (2 FLOPs per MAC of the deploy form, over ``timing.PEAK_TFLOPS``).
 Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
 Writes a table to stdout and the rows with the machine description to ``--json``.
 """
@@ -89,8 +91,10 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
     ref, variables = reference_torch.random_pair(name)
     device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
     tdtype = torch.bfloat16 if a.dtype == 'bfloat16' else torch.float32
-    xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(device, tdtype)
-    ref = ref.to(device, tdtype)
+    layout = torch.channels_last if device == 'cuda' else torch.contiguous_format  # cuDNN's fast NHWC
+    xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(
+        device, tdtype, memory_format=layout)
+    ref = ref.to(device, tdtype, memory_format=layout)
     rep = reference_torch.deploy(ref) if 'deploy' in forms else ref
     same = set(rep.state_dict()) == set(ref.state_dict())  # nothing to re-parameterize
     for form in forms:
@@ -115,11 +119,15 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
       calls[rt] = call
       outs[rt] = np.asarray(call(), np.float32)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)
+  peak = bm.peak_tflops(jax.devices()[0].device_kind, a.dtype) if jax.default_backend() == 'gpu' else None
+  macs = gj.model_info(name, deploy=True)['macs'] * (size / gj.get_spec(name).input_size) ** 2
   rows = []
   for form in forms:
     row = {'model': name, 'batch': batch, 'size': size, 'form': form, 'dtype': a.dtype,
            'kernels': a.kernels,
            'jax_img_s': batch / seconds[f'jax {form}'], 'jax_compile_s': compile_s[form]}
+    if peak:   # both forms against the deploy form's MACs: the work the model must do
+      row['jax_mfu'] = bm.mfu(macs, row['jax_img_s'], peak, train=False)
     if torch_forms:
       from ghostnets_jax import reference_torch
       ref_out = outs['torch']
@@ -127,6 +135,8 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
                  torch_img_s=batch / seconds[f'torch {torch_forms[form]}'],
                  max_rel_diff=float(np.abs(outs[form] - ref_out).max() / np.abs(ref_out).max()))
       row['ratio'] = row['jax_img_s'] / row['torch_img_s']
+      if peak:
+        row['torch_mfu'] = bm.mfu(macs, row['torch_img_s'], peak, train=False)
     if form == 'deploy':
       for rt in runtimes:
         row[f'{rt}_img_s'] = batch / seconds[rt]
@@ -144,6 +154,10 @@ def table(rows: list[dict]) -> str:
     line += '---:|---:|---|'
   head += ' JAX compile (s) |' + (' max rel. diff |' if has_torch else '')
   line += '---:|' + ('---:|' if has_torch else '')
+  mfu = any('jax_mfu' in r for r in rows)
+  if mfu:
+    head += ' JAX MFU | PyTorch MFU |'
+    line += '---:|---:|'
   runtimes = [rt for rt in RUNTIMES if any(f'{rt}_img_s' in r for r in rows)]
   for rt in runtimes:
     head += f' {rt} img/s | {rt} max abs diff |'
@@ -156,6 +170,8 @@ def table(rows: list[dict]) -> str:
       ref = r['reference'] + (' (reparameterized)' if r['torch_form'] == 'deploy' else '')
       s += f' {r["torch_img_s"]:.1f} | **{r["ratio"]:.2f}x** | {ref} |'
     s += f' {r["jax_compile_s"]:.1f} |' + (f' {r["max_rel_diff"]:.1e} |' if has_torch else '')
+    if mfu:
+      s += ''.join(f' {100 * r[k]:.1f}% |' if r.get(k) is not None else ' - |' for k in ('jax_mfu', 'torch_mfu'))
     for rt in runtimes:
       s += (f' {r[f"{rt}_img_s"]:.1f} | {r[f"{rt}_max_abs_diff"]:.1e} |' if f'{rt}_img_s' in r else ' - | - |')
     out.append(s)

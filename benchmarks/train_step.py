@@ -16,14 +16,19 @@ cross-entropy, ``torch.optim.SGD`` (same momentum, Nesterov, decay only on >= 2-
 ``timm.utils.ModelEmaV3``. ``--torch-compile`` also times ``torch.compile`` of the model.
 
 Memory: JAX's is XLA's own figure for the compiled step (``compiled.memory_analysis()``:
-arguments + outputs - aliased + temporaries; temporaries alone). PyTorch's CPU allocator keeps
-no statistics, so its figure is the peak growth of the process's resident memory (sampled every
-millisecond from ``/proc/self/statm``) during the first step of a fresh model: the activations,
+arguments + outputs - aliased + temporaries; temporaries alone). On a GPU PyTorch's figure is its
+allocator's peak above what the model already held (``torch.cuda.max_memory_allocated``). Its CPU
+allocator keeps no statistics, so there its figure is the peak growth of the process's resident
+memory (sampled every millisecond from ``/proc/self/statm``) during the first step of a fresh model: the activations,
 gradients and optimizer buffers the step allocates on top of the model. The two are not the
 same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
 from an earlier model in the same process is reused without growing it, so measure memory one
 model per process); read them as orders of magnitude. ``--remat`` compares ``config.remat`` policies
 (``jax.checkpoint``): speed and XLA peak of each.
+
+On a GPU, PyTorch runs channels-last (NHWC, cuDNN's fast layout) with bfloat16 autocast for
+``--dtype bfloat16``, and both get a model-FLOPs utilisation: 6 FLOPs per MAC of the model
+(``ghostnets_jax.model_info``) per image, over the card's dense peak (``timing.PEAK_TFLOPS``).
 """
 from __future__ import annotations
 
@@ -128,7 +133,8 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
 
   from ghostnets_jax import reference_torch
   device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
-  ref.to(device).train()
+  layout = torch.channels_last if device == 'cuda' else torch.contiguous_format  # cuDNN's fast NHWC
+  ref.to(device, memory_format=layout).train()
   decay = [p for p in ref.parameters() if p.ndim > 1]
   no_decay = [p for p in ref.parameters() if p.ndim <= 1]
   o = c.optim
@@ -143,7 +149,8 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
   ema = ModelEmaV3(ref, decay=c.ema.decay) if c.ema.decay else None
   criterion = SoftTargetCrossEntropy()
   net = torch.compile(ref) if compile_model else ref
-  x0 = torch.from_numpy(np.ascontiguousarray(bm.images(c.batch_size, size).transpose(0, 3, 1, 2))).to(device)
+  x0 = torch.from_numpy(np.ascontiguousarray(bm.images(c.batch_size, size).transpose(0, 3, 1, 2))).to(
+      device, memory_format=layout)
   y0 = torch.from_numpy(np.random.RandomState(1).randint(0, 1000, c.batch_size)).long().to(device)
   eye = torch.eye(1000, device=device)
 
@@ -163,6 +170,20 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
       torch.cuda.synchronize()
     return loss
   return call
+
+
+def torch_peak_mb(call: Callable[[], Any]) -> float:
+  """PyTorch's memory for one ``call()`` (MiB): on a GPU the allocator's peak above what was
+  allocated before (``torch.cuda.max_memory_allocated``), on the CPU :func:`rss_growth_mb`."""
+  import torch
+  if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+    return rss_growth_mb(call)
+  torch.cuda.synchronize()
+  before = torch.cuda.memory_allocated()
+  torch.cuda.reset_peak_memory_stats()
+  call()
+  torch.cuda.synchronize()
+  return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
 def rss_growth_mb(call: Callable[[], Any], interval: float = 1e-3) -> float:
@@ -202,7 +223,7 @@ def bench_model(name: str, a: argparse.Namespace) -> list[dict]:
     from ghostnets_jax import reference_torch
     ref, variables = reference_torch.random_pair(name)
     calls['torch'] = torch_step(ref, make_config(name, a), size)
-    torch_rss = rss_growth_mb(calls['torch'])   # first: before JAX's compile grows the peak
+    torch_rss = torch_peak_mb(calls['torch'])   # first: before JAX's compile grows the peak
     if a.torch_compile:
       import copy
       calls['torch_compile'] = torch_step(copy.deepcopy(ref), make_config(name, a), size, True)
@@ -221,12 +242,19 @@ def bench_model(name: str, a: argparse.Namespace) -> list[dict]:
                  'peak_mb': j['peak_mb'], 'temp_mb': j['temp_mb'], 'key': key})
     del j
   seconds = bm.time_calls({**jax_calls, **calls}, a.min_time, a.repeats)
+  import jax
+  peak = bm.peak_tflops(jax.devices()[0].device_kind, a.dtype) if jax.default_backend() == 'gpu' else None
+  macs = gj.model_info(name)['macs'] * (size / gj.get_spec(name).input_size) ** 2 if peak else 0
   for row in rows:
     row['jax_img_s'] = a.batch / seconds[row.pop('key')]
+    if peak:
+      row['jax_mfu'] = bm.mfu(macs, row['jax_img_s'], peak, train=True)
     if with_torch:
       row.update(reference=reference_torch.source(name), torch_img_s=a.batch / seconds['torch'],
                  torch_rss_growth_mb=torch_rss)
       row['ratio'] = row['jax_img_s'] / row['torch_img_s']
+      if peak:
+        row['torch_mfu'] = bm.mfu(macs, row['torch_img_s'], peak, train=True)
       if 'torch_compile' in seconds:
         row['torch_compile_img_s'] = a.batch / seconds['torch_compile']
         row['ratio_compile'] = row['jax_img_s'] / row['torch_compile_img_s']
@@ -235,15 +263,21 @@ def bench_model(name: str, a: argparse.Namespace) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
   compiled = any('torch_compile_img_s' in r for r in rows)
+  mfu = any('jax_mfu' in r for r in rows)
   out = ['| model | remat | JAX img/s | PyTorch eager img/s | JAX / eager |'
          + (' torch.compile img/s | JAX / compiled |' if compiled else '')
-         + ' XLA peak (MiB) | XLA temporaries (MiB) | PyTorch peak-RSS growth (MiB) | JAX compile (s) |',
-         '|---|---|---:|---:|---:|' + ('---:|---:|' if compiled else '') + '---:|---:|---:|---:|']
+         + (' JAX MFU | PyTorch MFU |' if mfu else '')
+         + ' XLA peak (MiB) | XLA temporaries (MiB) | PyTorch peak growth (MiB) | JAX compile (s) |',
+         '|---|---|---:|---:|---:|' + ('---:|---:|' if compiled else '') + ('---:|---:|' if mfu else '')
+         + '---:|---:|---:|---:|']
+  pct = lambda v: f'{100 * v:.1f}%' if v is not None else '-'
   for r in rows:
     t = (f'{r["torch_img_s"]:.1f} | **{r["ratio"]:.2f}x** |' if 'torch_img_s' in r else '- | - |')
     if compiled:
       t += (f' {r["torch_compile_img_s"]:.1f} | {r["ratio_compile"]:.2f}x |'
             if 'torch_compile_img_s' in r else ' - | - |')
+    if mfu:
+      t += f' {pct(r.get("jax_mfu"))} | {pct(r.get("torch_mfu"))} |'
     rss = f'{r["torch_rss_growth_mb"]:.0f}' if r.get('torch_rss_growth_mb') is not None else '-'
     out.append(f'| {r["model"]} | {r["remat"]} | {r["jax_img_s"]:.1f} | {t} {r["peak_mb"]:.0f} | '
                f'{r["temp_mb"]:.0f} | {rss} | {r["jax_compile_s"]:.1f} |')

@@ -91,6 +91,31 @@ def machine() -> dict[str, Any]:
   return info
 
 
+# Dense peak throughput (TFLOP/s) per accelerator, from NVIDIA's data sheets. float32 is the TF32
+# tensor-core rate: cuDNN (PyTorch's default ``torch.backends.cudnn.allow_tf32``) and XLA run
+# float32 convolutions on TF32 by default on these cards. Matched against ``device_kind`` in order.
+PEAK_TFLOPS = (('H100 PCIe', {'bfloat16': 756.0, 'float32': 378.0}),
+               ('H100', {'bfloat16': 989.4, 'float32': 494.7}),
+               ('H200', {'bfloat16': 989.4, 'float32': 494.7}),
+               ('A100', {'bfloat16': 312.0, 'float32': 156.0}))
+
+
+def peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
+  """The card's dense peak for ``dtype`` (``PEAK_TFLOPS``), or None for a device not listed."""
+  for key, peaks in PEAK_TFLOPS:
+    if key in device_kind:
+      return peaks.get(dtype)
+  return None
+
+
+def mfu(macs_per_image: float, images_per_s: float, peak: Optional[float], train: bool) -> Optional[float]:
+  """Model FLOPs utilisation: 2 FLOPs per MAC forward, 3x the forward for a training step
+  (forward + gradients of inputs and weights), over the card's peak."""
+  if not peak:
+    return None
+  return 2 * macs_per_image * (3 if train else 1) * images_per_s / (peak * 1e12)
+
+
 def describe(info: Mapping[str, Any]) -> str:
   load = ', '.join(f'{x:.2f}' for x in info['load_avg_1_5_15'])
   torch_part = f', torch {info["torch"]} ({info["torch_threads"]} threads)' if 'torch' in info else ''
