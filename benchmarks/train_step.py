@@ -23,7 +23,8 @@ memory (sampled every millisecond from ``/proc/self/statm``) during the first st
 gradients and optimizer buffers the step allocates on top of the model. The two are not the
 same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
 from an earlier model in the same process is reused without growing it, so measure memory one
-model per process); read them as orders of magnitude. ``--remat`` compares ``config.remat`` policies
+model per process, as ``benchmarks/memory_curve.py`` does against batch size); read them as
+orders of magnitude. ``--remat`` compares ``config.remat`` policies
 (``jax.checkpoint``): speed and XLA peak of each.
 
 On a GPU, PyTorch runs channels-last (NHWC, cuDNN's fast layout) with bfloat16 autocast for
