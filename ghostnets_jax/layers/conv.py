@@ -285,7 +285,11 @@ def pointwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
     raise ValueError(f'unknown pointwise impl {impl!r}; choose one of {POINTWISE_IMPLS}')
   if (sh, sw) != (1, 1):
     x = x[:, ::sh, ::sw]
-  return lax.dot_general(x, kernel[0, 0], (((3,), (0,)), ((), ())))
+  # As one (N*H*W, Cin) @ (Cin, Cout) product: the transpose that autodiff derives for the weight
+  # gradient is then a 2-D product too, which XLA:CPU runs 1.5-3x faster than the same
+  # contraction over the three leading axes of the 4-D arrays (docs/benchmarks.md).
+  y = lax.dot_general(x.reshape(-1, x.shape[-1]), kernel[0, 0], (((1,), (0,)), ((), ())))
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
 class Conv2d(nn.Module):
