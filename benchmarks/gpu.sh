@@ -8,6 +8,8 @@
 # paste the printed tables, the card (nvidia-smi) and the date into docs/benchmarks.md.
 #   bash benchmarks/gpu.sh
 #   GPU_MODELS=ghostnetv2_100 GPU_BATCH=256 bash benchmarks/gpu.sh
+#   GPU_EXTRA=--torch-compile bash benchmarks/gpu.sh      # also torch.compile (minutes per model)
+# About 10 minutes on one H100 for the defaults, mostly XLA compiles (docs/benchmarks.md, GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} XLA_PYTHON_CLIENT_PREALLOCATE=false
@@ -15,6 +17,7 @@ MODELS=${GPU_MODELS:-ghostnet_100,repghostnet_100,g_ghost_regnetx_032}
 BATCH=${GPU_BATCH:-128}
 RESULTS=${GPU_RESULTS:-benchmarks/results/gpu}
 TIMING=${GPU_TIMING:---min-time 0.5 --repeats 3}
+EXTRA=${GPU_EXTRA:-}
 mkdir -p "$RESULTS"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$RESULTS/card.txt"
 date -u | tee -a "$RESULTS/card.txt"
@@ -24,9 +27,9 @@ assert torch.cuda.is_available(); print(jax.__version__, jax.devices(), torch.__
 # Training first (the step the trainer jits, recipe features on), then inference.
 for dtype in bfloat16 float32; do
   python benchmarks/train_step.py --models "$MODELS" --torch-models all --batch "$BATCH" \
-    --dtype "$dtype" $TIMING --json "$RESULTS/train_step_$dtype.json"
+    --dtype "$dtype" $TIMING $EXTRA --json "$RESULTS/train_step_$dtype.json"
 done
 for dtype in bfloat16 float32; do
   python benchmarks/inference.py --models "$MODELS" --batch "$BATCH" --dtype "$dtype" \
-    $TIMING --json "$RESULTS/inference_$dtype.json"
+    $TIMING $EXTRA --json "$RESULTS/inference_$dtype.json"
 done

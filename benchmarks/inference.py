@@ -18,7 +18,8 @@ provider), converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost'
 MNN (CPU, float32), and in OpenVINO (CPU plugin, float32; ``pip install openvino==2026.4.1``), each
 with as many threads as JAX and checked against the JAX logits. ``benchmarks/onnx_peers.py``
 compares the export with timm's own ONNX export in the same runtimes.
-On a GPU, PyTorch runs channels-last (cuDNN's fast layout) and the table adds each side's
+``--torch-compile`` also times ``torch.compile`` (default mode, inductor) of each PyTorch form, built
+before timing and checked against eager. On a GPU, PyTorch runs channels-last (cuDNN's fast layout) and the table adds each side's
 model-FLOPs utilisation (2 FLOPs per MAC of the deploy form, over ``timing.PEAK_TFLOPS``).
 Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
 Writes a table to stdout and the rows with the machine description to ``--json``.
@@ -48,6 +49,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--forms', default='train,deploy', help='train, deploy or both')
   p.add_argument('--compare', choices=('timm', 'none'), default='timm',
                  help="'timm': also time the PyTorch reference (timm/torchvision/ours)")
+  p.add_argument('--torch-compile', action='store_true',
+                 help='also time torch.compile of each PyTorch form (minutes to build on a CPU)')
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32')
   p.add_argument('--kernels', choices=('auto', 'native'), default='auto',
                  help="JAX conv kernels: 'auto' (the fast CPU forms) or 'native' (XLA's own convs)")
@@ -99,9 +102,14 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
     same = set(rep.state_dict()) == set(ref.state_dict())  # nothing to re-parameterize
     for form in forms:
       torch_forms[form] = 'train' if form == 'train' or same else 'deploy'
-    calls['torch train'] = torch_call(ref, xt)
-    if not same and 'deploy' in forms:
-      calls['torch deploy'] = torch_call(rep, xt)
+    torch_models = {'train': ref, **({'deploy': rep} if not same and 'deploy' in forms else {})}
+    for form, net in torch_models.items():
+      calls[f'torch {form}'] = torch_call(net, xt)
+    if a.torch_compile:
+      for form, net in torch_models.items():
+        calls[f'torch_compile {form}'] = torch_call(torch.compile(net), xt)
+        outs[f'torch_compile {form}'] = reference_torch.logits(
+            calls[f'torch_compile {form}']()).float().cpu().numpy()   # builds it before timing
     outs['torch'] = reference_torch.logits(calls['torch train']()).float().cpu().numpy()
   else:
     variables = bm.init_variables_for(name, size)
@@ -135,6 +143,12 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
                  torch_img_s=batch / seconds[f'torch {torch_forms[form]}'],
                  max_rel_diff=float(np.abs(outs[form] - ref_out).max() / np.abs(ref_out).max()))
       row['ratio'] = row['jax_img_s'] / row['torch_img_s']
+      compiled = f'torch_compile {torch_forms[form]}'
+      if compiled in seconds:
+        row['torch_compile_img_s'] = batch / seconds[compiled]
+        row['ratio_compile'] = row['jax_img_s'] / row['torch_compile_img_s']
+        row['torch_compile_max_rel_diff'] = float(np.abs(outs[compiled] - ref_out).max()
+                                                  / np.abs(ref_out).max())
       if peak:
         row['torch_mfu'] = bm.mfu(macs, row['torch_img_s'], peak, train=False)
     if form == 'deploy':
@@ -152,6 +166,10 @@ def table(rows: list[dict]) -> str:
   if has_torch:
     head += ' PyTorch img/s | JAX / PyTorch | reference |'
     line += '---:|---:|---|'
+  has_compile = any('torch_compile_img_s' in r for r in rows)
+  if has_compile:
+    head += ' torch.compile img/s | JAX / torch.compile |'
+    line += '---:|---:|'
   head += ' JAX compile (s) |' + (' max rel. diff |' if has_torch else '')
   line += '---:|' + ('---:|' if has_torch else '')
   mfu = any('jax_mfu' in r for r in rows)
@@ -169,6 +187,9 @@ def table(rows: list[dict]) -> str:
     if has_torch:
       ref = r['reference'] + (' (reparameterized)' if r['torch_form'] == 'deploy' else '')
       s += f' {r["torch_img_s"]:.1f} | **{r["ratio"]:.2f}x** | {ref} |'
+    if has_compile:
+      s += (f' {r["torch_compile_img_s"]:.1f} | **{r["ratio_compile"]:.2f}x** |'
+            if 'torch_compile_img_s' in r else ' - | - |')
     s += f' {r["jax_compile_s"]:.1f} |' + (f' {r["max_rel_diff"]:.1e} |' if has_torch else '')
     if mfu:
       s += ''.join(f' {100 * r[k]:.1f}% |' if r.get(k) is not None else ' - |' for k in ('jax_mfu', 'torch_mfu'))
