@@ -18,9 +18,10 @@ provider), converted by MNN's converter (``ghostnets_jax.export.mnn``, RepGhost'
 MNN (CPU, float32), and in OpenVINO (CPU plugin, float32; ``pip install openvino==2026.4.1``), each
 with as many threads as JAX and checked against the JAX logits. ``benchmarks/onnx_peers.py``
 compares the export with timm's own ONNX export in the same runtimes.
-``--torch-compile`` also times ``torch.compile`` (default mode, inductor) of each PyTorch form, built
-before timing and checked against eager. On a GPU, PyTorch runs channels-last (cuDNN's fast layout) and the table adds each side's
-model-FLOPs utilisation (2 FLOPs per MAC of the deploy form, over ``timing.PEAK_TFLOPS``).
+``--torch-compile`` also times ``torch.compile`` (default mode, inductor) of each PyTorch form,
+built before timing and checked against eager. On a GPU, PyTorch runs channels-last (cuDNN's fast
+layout) and the table adds each side's model-FLOPs utilisation (2 FLOPs per MAC of the deploy
+form, over ``timing.PEAK_TFLOPS``).
 Timings interleave all candidates of a row and take the median of ``--repeats`` rounds.
 Writes a table to stdout and the rows with the machine description to ``--json``.
 """
@@ -92,9 +93,8 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
 
     from ghostnets_jax import reference_torch
     ref, variables = reference_torch.random_pair(name)
-    device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+    device, layout = bm.torch_placement()
     tdtype = torch.bfloat16 if a.dtype == 'bfloat16' else torch.float32
-    layout = torch.channels_last if device == 'cuda' else torch.contiguous_format  # cuDNN's fast NHWC
     xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2))).to(
         device, tdtype, memory_format=layout)
     ref = ref.to(device, tdtype, memory_format=layout)
@@ -127,8 +127,8 @@ def bench_model(name: str, batch: int, a: argparse.Namespace) -> list[dict]:
       calls[rt] = call
       outs[rt] = np.asarray(call(), np.float32)
   seconds = bm.time_calls(calls, a.min_time, a.repeats)
-  peak = bm.peak_tflops(jax.devices()[0].device_kind, a.dtype) if jax.default_backend() == 'gpu' else None
-  macs = gj.model_info(name, deploy=True)['macs'] * (size / gj.get_spec(name).input_size) ** 2
+  peak = bm.peak_tflops(a.dtype)
+  macs = bm.model_macs(name, size, deploy=True) if peak else 0.0
   rows = []
   for form in forms:
     row = {'model': name, 'batch': batch, 'size': size, 'form': form, 'dtype': a.dtype,
@@ -217,8 +217,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       new = bench_model(name, batch, a)
       rows += new
       for r in new:
-        print('  ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                               for k, v in r.items()), flush=True)
+        print(bm.row_line(r), flush=True)
   print(table(rows))
   bm.write_json(a.json, info, vars(a), rows)
   return rows

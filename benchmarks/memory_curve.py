@@ -152,8 +152,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       if not a.no_torch:
         row['torch_rss_growth_mb'] = torch_memory(name, batch, a)
       rows.append(row)
-      print('  ' + ', '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
-                             for k, v in row.items()), flush=True)
+      print(bm.row_line(row, digits=4), flush=True)
       info['load_avg_after'] = [round(x, 2) for x in os.getloadavg()]
       bm.write_json(a.json, info, args, rows, fits=fits(rows))   # after each point: a long run keeps its rows
   print(table(rows, fits(rows)))

@@ -167,8 +167,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     for batch in (int(b) for b in a.batch.split(',')):
       row = bench(name, protos, batch, size, runtimes, a)
       rows.append(row)
-      print('  ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                             for k, v in row.items()), flush=True)
+      print(bm.row_line(row), flush=True)
   print(table(rows, runtimes, graphs))
   bm.write_json(a.json, info, vars(a), rows, graphs=graphs)
   return rows

@@ -19,8 +19,8 @@ Memory: JAX's is XLA's own figure for the compiled step (``compiled.memory_analy
 arguments + outputs - aliased + temporaries; temporaries alone). On a GPU PyTorch's figure is its
 allocator's peak above what the model already held (``torch.cuda.max_memory_allocated``). Its CPU
 allocator keeps no statistics, so there its figure is the peak growth of the process's resident
-memory (sampled every millisecond from ``/proc/self/statm``) during the first step of a fresh model: the activations,
-gradients and optimizer buffers the step allocates on top of the model. The two are not the
+memory (sampled every millisecond from ``/proc/self/statm``) during the first step of a fresh
+model: the activations, gradients and optimizer buffers the step allocates on top of the model. The two are not the
 same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
 from an earlier model in the same process is reused without growing it, so measure memory one
 model per process, as ``benchmarks/memory_curve.py`` does against batch size); read them as
@@ -130,11 +130,8 @@ def torch_step(ref: Any, c: Any, size: int, compile_model: bool = False) -> Call
   from timm.loss import SoftTargetCrossEntropy
   from timm.utils import ModelEmaV3
 
-  import jax
-
   from ghostnets_jax import reference_torch
-  device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
-  layout = torch.channels_last if device == 'cuda' else torch.contiguous_format  # cuDNN's fast NHWC
+  device, layout = bm.torch_placement()
   ref.to(device, memory_format=layout).train()
   decay = [p for p in ref.parameters() if p.ndim > 1]
   no_decay = [p for p in ref.parameters() if p.ndim <= 1]
@@ -243,9 +240,8 @@ def bench_model(name: str, a: argparse.Namespace) -> list[dict]:
                  'peak_mb': j['peak_mb'], 'temp_mb': j['temp_mb'], 'key': key})
     del j
   seconds = bm.time_calls({**jax_calls, **calls}, a.min_time, a.repeats)
-  import jax
-  peak = bm.peak_tflops(jax.devices()[0].device_kind, a.dtype) if jax.default_backend() == 'gpu' else None
-  macs = gj.model_info(name)['macs'] * (size / gj.get_spec(name).input_size) ** 2 if peak else 0
+  peak = bm.peak_tflops(a.dtype)
+  macs = bm.model_macs(name, size) if peak else 0.0
   for row in rows:
     row['jax_img_s'] = a.batch / seconds[row.pop('key')]
     if peak:
@@ -299,8 +295,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   for name in bm.model_names(a.models):
     for row in bench_model(name, a):
       rows.append(row)
-      print('  ' + ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
-                             for k, v in row.items()), flush=True)
+      print(bm.row_line(row), flush=True)
   print(table(rows))
   print(f'load average after: {", ".join(f"{x:.2f}" for x in os.getloadavg())}')
   bm.write_json(a.json, info, vars(a), rows)

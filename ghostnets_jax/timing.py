@@ -100,12 +100,25 @@ PEAK_TFLOPS = (('H100 PCIe', {'bfloat16': 756.0, 'float32': 378.0}),
                ('A100', {'bfloat16': 312.0, 'float32': 156.0}))
 
 
-def peak_tflops(device_kind: str, dtype: str) -> Optional[float]:
-  """The card's dense peak for ``dtype`` (``PEAK_TFLOPS``), or None for a device not listed."""
+def peak_tflops(dtype: str, device_kind: Optional[str] = None) -> Optional[float]:
+  """The dense peak for ``dtype`` of ``device_kind`` (default: JAX's first device when it is a
+  GPU), from ``PEAK_TFLOPS``; None for a CPU or a device not listed."""
+  if device_kind is None:
+    if jax.default_backend() != 'gpu':
+      return None
+    device_kind = jax.devices()[0].device_kind
   for key, peaks in PEAK_TFLOPS:
     if key in device_kind:
       return peaks.get(dtype)
   return None
+
+
+def model_macs(name: str, size: int, deploy: bool = False) -> float:
+  """MACs per image of a registered model at ``size`` (its count at the default input size,
+  scaled by the area)."""
+  from ghostnets_jax.complexity import model_info
+  from ghostnets_jax.registry import get_spec
+  return model_info(name, deploy=deploy)['macs'] * (size / get_spec(name).input_size) ** 2
 
 
 def mfu(macs_per_image: float, images_per_s: float, peak: Optional[float], train: bool) -> Optional[float]:
@@ -123,6 +136,21 @@ def describe(info: Mapping[str, Any]) -> str:
   return (f'{info["date"]}: {info["cpu"]}, {info["threads"]} of {info["cpus_online"]} CPUs, '
           f'load average {load}; jax {info["jax"]} on {info["backend"]} ({info["device"]})'
           f'{torch_part}{flags}')
+
+
+def torch_placement() -> tuple[str, Any]:
+  """(device, memory format) for the PyTorch side of a benchmark: CUDA and channels-last (cuDNN's
+  fast NHWC layout) when JAX runs on a GPU and PyTorch sees one, else the CPU and NCHW."""
+  import torch
+  if jax.default_backend() == 'gpu' and torch.cuda.is_available():
+    return 'cuda', torch.channels_last
+  return 'cpu', torch.contiguous_format
+
+
+def row_line(row: Mapping[str, Any], digits: int = 3) -> str:
+  """One result row as ``  key=value, ...`` (floats to ``digits`` significant digits)."""
+  return '  ' + ', '.join(f'{k}={v:.{digits}g}' if isinstance(v, float) else f'{k}={v}'
+                          for k, v in row.items())
 
 
 def compile_jit(fn: Callable[..., Any], *args: Any, **jit_kwargs: Any) -> tuple[Callable[..., Any], float]:
