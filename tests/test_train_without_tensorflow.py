@@ -24,7 +24,6 @@ CHILD = textwrap.dedent('''
   import jax, jax.numpy as jnp
   from configs import default
   from ghostnets_jax.train import experiment, optim, run_config, state as state_lib, step as step_lib
-  import ghostnets_jax as gj
 
   c = default.get_config()
   default.override(c, {'model': 'ghostnet_050', 'batch_size': 2, 'image_size': 32,
