@@ -67,6 +67,12 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   from ghostnets_jax.errors import UserError
+  from ghostnets_jax import hostmem
+  try:   # before any thread allocates: TensorFlow's and XLA's pools keep the arena they start on
+    if hostmem.configure(FLAGS.config.get('host_memory', 'auto')):
+      logging.info('host memory: freed blocks are kept for reuse (config.host_memory)')
+  except UserError as e:
+    _exit_with(e)
   from ghostnets_jax.train import mesh, trainer   # after flag parsing: imports jax / tf
   import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')        # tf.data only: keep TensorFlow off the GPUs

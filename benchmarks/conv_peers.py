@@ -93,8 +93,7 @@ def torch_calls(x, w, r, stride, groups):
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   a = parse_args(argv)
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   import jax.numpy as jnp
   import numpy as np
   import torch

@@ -204,8 +204,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   unknown = {r for r in a.runtimes.split(',') if r} - set(RUNTIMES)
   if unknown:
     raise SystemExit(f'--runtimes: unknown {sorted(unknown)}; choose from {", ".join(RUNTIMES)}')
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   if a.compare == 'timm':
     import torch
     torch.set_num_threads(bm.cpu_threads())

@@ -32,9 +32,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument('--min-time', type=float, default=0.3)
   p.add_argument('--repeats', type=int, default=3)
   p.add_argument('--json', default='benchmarks/results/kernels.json')
+  bm.add_host_memory_arg(p)
   a = p.parse_args(argv)
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   import functools
 
   import jax.numpy as jnp

@@ -149,8 +149,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     bm.check_runtimes(runtimes)
   except ValueError as e:
     raise SystemExit(f'--runtimes: {e}') from None
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   import torch
   torch.set_num_threads(bm.cpu_threads())
   if a.save_dir:

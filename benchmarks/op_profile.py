@@ -88,9 +88,9 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument('--by-layer', action='store_true', help='sum the ops of each Flax layer')
   p.add_argument('--trace-dir', default=None)
   p.add_argument('--json', default=None)
+  bm.add_host_memory_arg(p)
   a = p.parse_args(argv)
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   import jax
   import jax.numpy as jnp
 

@@ -68,6 +68,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--min-time', type=float, default=2.0)
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--json', default='benchmarks/results/train_step.json')
+  bm.add_host_memory_arg(p)
   return p.parse_args(argv)
 
 
@@ -283,8 +284,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   a = parse_args(argv)
-  if a.threads:
-    bm.limit_cpus(a.threads)
+  bm.prepare_process(a.threads, a.host_memory)
   if a.torch_models:
     import torch
     torch.set_num_threads(bm.cpu_threads())

@@ -21,6 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ghostnets_jax import hostmem
+
+_HOST = {'memory': 'default'}   # what prepare_process applied, for machine()
+
 
 def cpu_threads() -> int:
   """CPUs this process may run on: the size of XLA's CPU thread pool (and what PyTorch gets)."""
@@ -35,12 +39,30 @@ def limit_cpus(n: int) -> None:
   os.sched_setaffinity(0, cpus[:n])
 
 
+def add_host_memory_arg(parser: Any) -> None:
+  """``--host-memory`` (see :func:`prepare_process`)."""
+  parser.add_argument('--host-memory', choices=hostmem.HOST_MEMORY, default='retain',
+                      help="glibc malloc keeps freed blocks for reuse ('retain', the default, as "
+                      "main.py does on the CPU backend; ghostnets_jax.hostmem) or not ('default'); "
+                      'it applies to everything in this process, PyTorch included')
+
+
+def prepare_process(threads: Optional[int] = None, host_memory: str = 'retain') -> None:
+  """Pins the process to ``threads`` CPUs (all when None) and applies ``host_memory``
+  (:func:`ghostnets_jax.hostmem.configure`); call before JAX's first computation."""
+  if threads:
+    limit_cpus(threads)
+  _HOST['memory'] = 'retained' if hostmem.configure(host_memory) else 'default'
+
+
 def add_timing_args(parser: Any) -> None:
-  """``--threads``, ``--min-time`` and ``--repeats`` (see :func:`limit_cpus`, :func:`time_calls`)."""
+  """``--threads``, ``--min-time``, ``--repeats`` and ``--host-memory`` (see
+  :func:`prepare_process`, :func:`time_calls`)."""
   parser.add_argument('--threads', type=int, default=None,
                       help='CPUs for every candidate (default: all this process may use)')
   parser.add_argument('--min-time', type=float, default=1.0, help='seconds per candidate per round')
   parser.add_argument('--repeats', type=int, default=5, help='interleaved rounds (median reported)')
+  add_host_memory_arg(parser)
 
 
 def model_names(models: str) -> list[str]:
@@ -83,7 +105,8 @@ def machine() -> dict[str, Any]:
           'cpus_online': os.cpu_count(), 'threads': cpu_threads(),
           'load_avg_1_5_15': [round(x, 2) for x in os.getloadavg()],
           'jax': jax.__version__, 'backend': jax.default_backend(),
-          'device': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+          'device': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'host_memory': _HOST['memory']}
   if 'torch' in sys.modules:  # only when the caller uses it
     torch = sys.modules['torch']
     info['torch'] = torch.__version__
@@ -135,7 +158,7 @@ def describe(info: Mapping[str, Any]) -> str:
   flags = f', XLA_FLAGS={info["xla_flags"]!r}' if info['xla_flags'] else ''
   return (f'{info["date"]}: {info["cpu"]}, {info["threads"]} of {info["cpus_online"]} CPUs, '
           f'load average {load}; jax {info["jax"]} on {info["backend"]} ({info["device"]})'
-          f'{torch_part}{flags}')
+          f'{torch_part}{flags}, host memory {info.get("host_memory", "default")}')
 
 
 def torch_placement() -> tuple[str, Any]:

@@ -10,7 +10,8 @@ from benchmarks import conv_peers
 def test_both_sides_compute_the_same_convolution_and_the_ratios_are_theirs(tmp_path):
   out = tmp_path / 'conv.json'
   rows = conv_peers.main(['--families', 'regnet', '--batch', '2', '--scale', '14',
-                          '--min-time', '0.01', '--repeats', '1', '--json', str(out)])
+                          '--min-time', '0.01', '--repeats', '1', '--json', str(out),
+                          '--host-memory', 'default'])
   assert [(r['groups'], r['stride']) for r in rows] == [(g, s) for *_, g, s in conv_peers.SHAPES['regnet']]
   for r in rows:
     # PyTorch's F.conv2d is the reference: the layer computes the same convolution

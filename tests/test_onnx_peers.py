@@ -32,7 +32,8 @@ def test_onnx_peers_times_the_files_it_writes(tmp_path):
   mod = _bench_module()
   out = tmp_path / 'peers.json'
   (row,) = mod.main(['--models', 'ghostnet_050', '--batch', '2', '--size', '64', '--runtimes', 'onnxruntime',
-                     '--min-time', '0', '--repeats', '1', '--save-dir', str(tmp_path), '--json', str(out)])
+                     '--min-time', '0', '--repeats', '1', '--save-dir', str(tmp_path), '--json', str(out),
+                     '--host-memory', 'default'])
   assert row['onnxruntime_ratio'] == pytest.approx(row['onnxruntime_ours_img_s'] / row['onnxruntime_timm_img_s'])
   assert row['max_rel_diff'] < 1e-5 and row['max_abs_logit'] > 0.1
   saved = json.loads(out.read_text())

@@ -77,7 +77,7 @@ def test_inference_benchmark_runs_the_deploy_form_in_onnxruntime_and_mnn(capsys)
   spec.loader.exec_module(mod)
   rows = mod.main(['--models', 'ghostnet_050', '--batch', '2', '--size', '64', '--forms', 'deploy',
                    '--compare', 'none', '--runtimes', 'onnxruntime,mnn', '--min-time', '0',
-                   '--repeats', '1', '--json', ''])
+                   '--repeats', '1', '--json', '', '--host-memory', 'default'])
   (row,) = rows
   assert row['onnxruntime_img_s'] > 0 and row['mnn_img_s'] > 0
   assert row['onnxruntime_max_abs_diff'] < 1e-4 and row['mnn_max_abs_diff'] < 1e-4

@@ -1,0 +1,97 @@
+"""ghostnets_jax.hostmem: page faults counted by the kernel (getrusage) in fresh processes."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ghostnets_jax import hostmem
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(hostmem._libc() is None, reason='glibc malloc only (Linux)')
+
+
+def _child(code: str, env: dict | None = None) -> str:
+  proc = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300, env={**os.environ, 'PYTHONPATH': ROOT, **(env or {})})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout.strip().splitlines()[-1]
+
+
+# A worker thread allocates a 96 MiB block, writes every page and frees it, twice; the second
+# round's minor page faults are what every later call pays.
+BLOCK = """
+import ctypes, resource, sys, threading
+from ghostnets_jax import hostmem
+retained = hostmem.retain_freed_memory() if sys.argv[-1] == 'retain' else False
+libc = ctypes.CDLL('libc.so.6')
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size, faults = 96 * 2**20, []
+def work():
+  for _ in range(2):
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    p = libc.malloc(size)
+    ctypes.memset(p, 1, size)
+    libc.free(p)
+    faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+t = threading.Thread(target=work)
+t.start(); t.join()
+print(retained, faults[1])
+"""
+
+
+def test_a_freed_block_is_reused_without_new_page_faults():
+  pages = 96 * 2**20 // os.sysconf('SC_PAGESIZE')
+  default = _child(BLOCK.replace("sys.argv[-1]", "'default'")).split()
+  retained = _child(BLOCK.replace("sys.argv[-1]", "'retain'")).split()
+  assert default[0] == 'False' and retained[0] == 'True'
+  # glibc's default: a fresh mapping each time, so at least one fault per page (per 2 MiB page
+  # where transparent huge pages are always on)
+  assert int(default[1]) >= pages // 512
+  assert int(retained[1]) <= max(int(default[1]) // 10, 8)
+
+
+# XLA:CPU's temporaries of one call (here ~290 MiB: a cumulative sum and its reversed product).
+JAX_CALLS = """
+import resource, sys
+from ghostnets_jax import hostmem
+print_mode = hostmem.configure(sys.argv[-1])
+import jax, jax.numpy as jnp
+f = jax.jit(lambda x: (jnp.cumsum(x * 2.0) * jnp.cumsum(x * 2.0)[::-1]).sum())
+x = jnp.ones((24 * 2**20,), jnp.float32)
+compiled = f.lower(x).compile()
+temp = compiled.memory_analysis().temp_size_in_bytes
+for _ in range(2):
+  compiled(x).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+  compiled(x).block_until_ready()
+print(print_mode, temp, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+"""
+
+
+def test_xla_cpu_temporaries_stop_faulting_once_retained():
+  default = _child(JAX_CALLS.replace("sys.argv[-1]", "'default'"), {'JAX_PLATFORMS': 'cpu'}).split()
+  retained = _child(JAX_CALLS.replace("sys.argv[-1]", "'auto'"), {'JAX_PLATFORMS': 'cpu'}).split()
+  assert default[0] == 'False' and retained[0] == 'True'     # 'auto' retains on the CPU backend
+  temp_pages = int(default[1]) / os.sysconf('SC_PAGESIZE')
+  assert int(default[1]) > 64 * 2**20                        # over a thread arena's 64 MiB
+  assert float(default[2]) >= temp_pages / 512               # fresh pages every call
+  # most of the block comes back already mapped (here ~1/3 of it still faults: one 96 MiB
+  # buffer per call lands on pages the heap had not used before)
+  assert float(retained[2]) <= float(default[2]) / 2
+
+
+def test_auto_leaves_accelerator_runs_alone_and_bad_names_are_named():
+  out = _child("""
+    import jax
+    jax.config.update('jax_platforms', 'tpu,cpu')
+    from ghostnets_jax import hostmem
+    print(hostmem.cpu_backend_expected(), hostmem.configure('auto'), hostmem.configure('default'))
+  """)
+  assert out == 'False False False'
+  from ghostnets_jax.errors import ConfigError
+  with pytest.raises(ConfigError, match=r"config.host_memory='keep' is not one of \('auto', 'retain', 'default'\)"):
+    hostmem.configure('keep')
