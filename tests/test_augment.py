@@ -134,6 +134,43 @@ def test_warps_at_extreme_arguments(interpolation):
   assert np.all(A.translate_x(img, 500., FILL).numpy() == np.array(FILL, np.uint8))
 
 
+# (a, b, c, d, e, f) -> which warp `affine` runs: 1 = rows (d = 0, e = 1, f whole), 2 = columns
+# (a = 1, b = 0, c whole), 0 = general. Fractional, whole and out-of-image offsets.
+AXIS_CASES = [
+  ((1., 0.27, 0., 0., 1., 0.), 1), ((1., -0.3, 5., 0., 1., -3.), 1), ((1., 0., 12.4, 0., 1., 0.), 1),
+  ((1., 0., -7.75, 0., 1., 2.), 1), ((1., 0., 0.5, 0., 1., 0.), 1), ((0.9, 0.1, 2.5, 0., 1., 1.), 1),
+  ((1., 0., 3., 0., 1., 0.), 1), ((1., 0., 0., 0., 1., 0.), 1), ((1., 0., 500., 0., 1., 0.), 1),
+  ((1., 0., 0., 0.27, 1., 0.), 2), ((1., 0., 0., -0.3, 1., 4.6), 2), ((1., 0., -2., 0.1, 1.1, 3.3), 2),
+  ((1., 0., 0., 0., 1., 9.6), 2), ((1., 0., 4., 0., 1., -30.2), 2), ((1., 0., 0., 0., 1., -0.5), 2),
+  ((1., 0.2, 0.3, 0., 1., 0.5), 0), ((1., 0., 0.5, 0.1, 1., 0.5), 0), ((1., 0., 1.5, 0., 1., 2.5), 0),
+]
+
+
+@pytest.mark.parametrize('interpolation', ['bilinear', 'bicubic'])
+def test_axis_aligned_warps_match_pil_on_random_images(interpolation, monkeypatch):
+  """`affine`'s one-axis paths (shears and translations that keep rows or columns on whole
+  pixels) and the general warp beside them, against PIL's `Image.transform(AFFINE)` on random
+  images (every level, hard edges), two sizes, two fill colours; each matrix runs the path
+  stated in AXIS_CASES."""
+  ran = []
+  warps = {name: tuple(functools.partial(lambda *a, k, fn: ran.append(k) or fn(*a), k=k, fn=fn)
+                       for k, fn in enumerate(fns)) if isinstance(fns, tuple) else fns
+           for name, fns in A._WARPS.items()}
+  monkeypatch.setattr(A, '_WARPS', warps)
+  rng = np.random.RandomState(1)
+  for shape, fill in (((37, 53, 3), FILL), ((64, 48, 3), (0, 255, 7))):
+    img = rng.randint(0, 256, size=shape).astype(np.uint8)
+    for matrix, path in AXIS_CASES:
+      ran.clear()
+      ours = A.affine(img, matrix, fill, interpolation).numpy()
+      ref = np.asarray(Image.fromarray(img).transform(
+        (shape[1], shape[0]), Image.AFFINE, matrix, RESAMPLE[interpolation], fillcolor=fill))
+      got_mad, got_max = mad(ours, ref)
+      assert ran == [path], (matrix, ran)
+      assert got_mad <= FLOAT_MAD and got_max <= 1, \
+        f'{matrix} {interpolation} {shape}: MAD {got_mad:.4f}, max {got_max}'
+
+
 def test_histogram_ops_on_small_random_images():
   """equalize / autocontrast on tiny images, where PIL's LUT arithmetic hits its corner cases
   (LUT entries above 255, flat channels, two-value channels)."""

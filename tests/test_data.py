@@ -56,6 +56,18 @@ def test_flip_and_normalize():
   np.testing.assert_allclose(out, (img / 255.0 - 0.5) / 0.25, rtol=1e-5, atol=1e-5)
 
 
+def test_normalize_is_float32_arithmetic():
+  """Every uint8 level in every channel: float32 (x - 255 mean) / (255 std), as numpy computes it."""
+  mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+  img = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16)] * 3, -1)
+  img[..., 1] = img[::-1, ::-1, 1]
+  out = P.get_op(f'normalize({mean}, {std})')(tf.constant(img), SEED).numpy()
+  f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+  ref = (img.astype(np.float32) - f32(mean) * f32(255.)) / (f32(std) * f32(255.))
+  assert out.dtype == np.float32
+  np.testing.assert_array_equal(out, ref)
+
+
 @pytest.mark.parametrize('hw', [(50, 80), (81, 40)])
 def test_eval_resize_crop_matches_pil_reference(hw):
   """timm's eval transform: resize the shorter side to size/crop_pct (bicubic), centre crop."""

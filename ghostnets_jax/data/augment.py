@@ -133,54 +133,123 @@ def affine(image, matrix, fill=(128, 128, 128), interpolation: str = 'bilinear')
   take `fill`; inside, neighbours are clamped to the edge; bilinear/bicubic results are
   truncated to uint8 as PIL does (bicubic clipped to 0..255 first). Computed in float64 with
   PIL's operation order, so results are PIL's to the bit.
+
+  Matrices that keep one axis on whole pixels (d = 0, e = 1, f an integer: shears along x,
+  horizontal translations; or a = 1, b = 0, c an integer: shears along y, vertical translations)
+  take a cheaper exact path: there PIL's interpolation weight along that axis is exactly 0, so
+  its second interpolation pass returns its input unchanged and only the taps along the other
+  axis are read (2 bilinear / 4 bicubic per pixel instead of 4 / 16).
   """
   image = _check_image(image)
   if interpolation not in INTERPOLATIONS:
     raise ValueError(f'interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}')
-  return _WARPS[interpolation](image, _one(matrix), _fill_vector(fill, tf.shape(image)[2]))
-
-
-def _warp(image, m, fill, interpolation):
+  m, fill = _one(matrix), _fill_vector(fill, tf.shape(image)[2])
+  # The products a x', d x' (per column) and b y', e y' (per row) are taken here, outside XLA:
+  # inside, the compiler may fuse a x' + b y' into one multiply-add (a single rounding where PIL
+  # rounds twice), which moves a sample by one level now and then.
   shape = tf.shape(image)
-  h, w, c = shape[0], shape[1], shape[2]
-  hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
-  xc = tf.cast(tf.range(w), tf.float64)[None, :] + 0.5
-  yc = tf.cast(tf.range(h), tf.float64)[:, None] + 0.5
-  xin = m[0] * xc + m[1] * yc + m[2]
-  yin = m[3] * xc + m[4] * yc + m[5]
-  valid = (xin >= 0.) & (xin < wf) & (yin >= 0.) & (yin < hf)
-  flat = tf.reshape(image, [-1, c])
-
-  def taps(y0, x0, offsets):
-    """Pixels at rows y0 + j, cols x0 + i (clamped) for j, i in offsets: (H, W, n, n, C) float64."""
-    ys = [tf.clip_by_value(y0 + j, 0, h - 1) * w for j in offsets]
-    xs = [tf.clip_by_value(x0 + i, 0, w - 1) for i in offsets]
-    index = tf.stack([y + x for y in ys for x in xs], axis=-1)
-    n = len(offsets)
-    return tf.reshape(tf.cast(tf.gather(flat, index), tf.float64), [h, w, n, n, c])
-
+  xc = tf.cast(tf.range(shape[1]), tf.float64) + 0.5
+  yc = tf.cast(tf.range(shape[0]), tf.float64) + 0.5
+  cols = tf.stack([m[0] * xc, m[3] * xc])             # (2, W)
+  rows = tf.stack([m[1] * yc, m[4] * yc])             # (2, H)
+  args = (image, cols, rows, tf.stack([m[2], m[5]]), fill)
   if interpolation == 'nearest':
-    out = taps(tf.cast(yin, tf.int32), tf.cast(xin, tf.int32), (0,))[:, :, 0, 0]
-  else:
-    xs, ys = xin - 0.5, yin - 0.5
-    x0, y0 = tf.floor(xs), tf.floor(ys)
-    dx, dy = (xs - x0)[..., None], (ys - y0)[..., None]
-    x0, y0 = tf.cast(x0, tf.int32), tf.cast(y0, tf.int32)
-    if interpolation == 'bilinear':
-      t = taps(y0, x0, (0, 1))
-      rows = t[:, :, :, 0] + (t[:, :, :, 1] - t[:, :, :, 0]) * dx[:, :, None]
-      out = rows[:, :, 0] + (rows[:, :, 1] - rows[:, :, 0]) * dy
-    else:
-      t = taps(y0, x0, (-1, 0, 1, 2))
-      rows = _cubic(t[:, :, :, 0], t[:, :, :, 1], t[:, :, :, 2], t[:, :, :, 3], dx[:, :, None])
-      out = tf.clip_by_value(_cubic(rows[:, :, 0], rows[:, :, 1], rows[:, :, 2], rows[:, :, 3], dy),
-                             0., 255.)
+    return _WARPS['nearest'](*args)
+  general, along_rows, along_cols = _WARPS[interpolation]
+  whole = lambda v: tf.equal(v, tf.round(v))  # noqa: E731
+  path = tf.where((m[3] == 0.) & (m[4] == 1.) & whole(m[5]), 1,
+                  tf.where((m[0] == 1.) & (m[1] == 0.) & whole(m[2]), 2, 0))
+  return tf.switch_case(path, [lambda: general(*args), lambda: along_rows(*args),
+                               lambda: along_cols(*args)])
+
+
+_TAPS = {'bilinear': (0, 1), 'bicubic': (-1, 0, 1, 2)}
+
+
+def _coordinates(cols, rows, offsets):
+  """PIL's xin = a x' + b y' + c, yin = d x' + e y' + f from the products, (H, W) float64."""
+  xin = cols[0][None, :] + rows[0][:, None] + offsets[0]
+  yin = cols[1][None, :] + rows[1][:, None] + offsets[1]
+  return xin, yin
+
+
+def _floor_frac(v):
+  """PIL's `x = FLOOR(v - 0.5); dx = (v - 0.5) - x` (int32, float64[..., None])."""
+  v = v - 0.5
+  v0 = tf.floor(v)
+  return tf.cast(v0, tf.int32), (v - v0)[..., None]
+
+
+def _interpolate(taps, d, interpolation):
+  """PIL's BILINEAR (a + (b - a) d) or BICUBIC macro over consecutive taps."""
+  if interpolation == 'bilinear':
+    return taps[0] + (taps[1] - taps[0]) * d
+  return _cubic(*taps, d)
+
+
+def _finish(out, xin, yin, fill, interpolation):
+  """Clip (bicubic), truncate, fill samples outside [0, W) x [0, H), uint8."""
+  h, w = tf.shape(xin)[0], tf.shape(xin)[1]
+  if interpolation == 'bicubic':
+    out = tf.clip_by_value(out, 0., 255.)
+  if interpolation != 'nearest':
     out = tf.floor(out)
-  out = tf.where(valid[..., None], out, fill[None, None, :])
-  return tf.cast(out, tf.uint8)
+  valid = (xin >= 0.) & (xin < tf.cast(w, tf.float64)) & (yin >= 0.) & (yin < tf.cast(h, tf.float64))
+  return tf.cast(tf.where(valid[..., None], out, fill[None, None, :]), tf.uint8)
 
 
-_WARPS = {name: _jit(functools.partial(_warp, interpolation=name)) for name in INTERPOLATIONS}
+def _warp(image, cols, rows, offsets, fill, interpolation):
+  """Any affine matrix: per output pixel, PIL's taps around (xin, yin), one gather per tap."""
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+  xin, yin = _coordinates(cols, rows, offsets)
+  flat = tf.reshape(image, [-1, shape[2]])
+  pixels = lambda y, x: tf.cast(tf.gather(flat, y * w + x), tf.float64)  # noqa: E731
+  if interpolation == 'nearest':
+    out = pixels(tf.clip_by_value(tf.cast(yin, tf.int32), 0, h - 1),
+                 tf.clip_by_value(tf.cast(xin, tf.int32), 0, w - 1))
+  else:
+    (x0, dx), (y0, dy) = _floor_frac(xin), _floor_frac(yin)
+    taps = _TAPS[interpolation]
+    xs = [tf.clip_by_value(x0 + i, 0, w - 1) for i in taps]
+    out = _interpolate([_interpolate([pixels(tf.clip_by_value(y0 + j, 0, h - 1), x) for x in xs],
+                                     dx, interpolation) for j in taps], dy, interpolation)
+  return _finish(out, xin, yin, fill, interpolation)
+
+
+def _along_rows(image, xin, yin, fill, interpolation):
+  """Every yin - 0.5 a whole number: output row y samples one input row. PIL's dy is then 0 and
+  its vertical pass (v1 + (v2 - v1) * 0, or the bicubic p1 + 0 * (...)) returns the horizontal
+  result unchanged, so only the horizontal taps are read."""
+  shape = tf.shape(image)
+  w = shape[1]
+  row = tf.clip_by_value(tf.cast(yin - 0.5, tf.int32), 0, shape[0] - 1) * w
+  flat = tf.reshape(image, [-1, shape[2]])
+  x0, dx = _floor_frac(xin)
+  taps = [tf.cast(tf.gather(flat, row + tf.clip_by_value(x0 + i, 0, w - 1)), tf.float64)
+          for i in _TAPS[interpolation]]
+  return _finish(_interpolate(taps, dx, interpolation), xin, yin, fill, interpolation)
+
+
+def _warp_rows(image, cols, rows, offsets, fill, interpolation):
+  """d = 0, e = 1, f whole (shear along x, translations with a whole vertical part)."""
+  return _along_rows(image, *_coordinates(cols, rows, offsets), fill, interpolation)
+
+
+def _warp_cols(image, cols, rows, offsets, fill, interpolation):
+  """a = 1, b = 0, c whole: `_along_rows` on the transposed image (PIL's dx is 0, and its
+  horizontal pass returns the column's own pixel)."""
+  xin, yin = _coordinates(cols, rows, offsets)
+  out = _along_rows(tf.transpose(image, [1, 0, 2]), tf.transpose(yin), tf.transpose(xin), fill,
+                    interpolation)
+  return tf.transpose(out, [1, 0, 2])
+
+
+_WARPS = {
+  'nearest': _jit(functools.partial(_warp, interpolation='nearest')),
+  **{name: tuple(_jit(functools.partial(fn, interpolation=name))
+                 for fn in (_warp, _warp_rows, _warp_cols)) for name in _TAPS},
+}
 
 
 def _round15(v):
@@ -295,41 +364,51 @@ def auto_contrast(image) -> Image:
   return _apply_lut(image, lut)
 
 
+def _lut_index(image):
+  """Index of each value in a (C, 256) table flattened: value + 256 * channel, int32, HWC."""
+  return tf.cast(image, tf.int32) + 256 * tf.range(tf.shape(image)[2])
+
+
+def _lookup(lut, index):
+  """lut (C, 256) at `_lut_index` positions, as uint8."""
+  return tf.cast(tf.gather(tf.reshape(lut, [-1]), index), tf.uint8)
+
+
 @_jit
 def _apply_lut(image, lut):
   """out[..., c] = lut[c, image[..., c]]."""
-  flat = tf.reshape(tf.transpose(tf.cast(image, tf.int32), [2, 0, 1]), [image.shape[2], -1])
-  out = tf.gather(lut, flat, batch_dims=1)
-  return tf.reshape(tf.transpose(out), tf.shape(image))
+  return _lookup(lut, _lut_index(image))
 
 
 def equalize(image) -> Image:
   """`ImageOps.equalize`: per channel, PIL's integer LUT: step = (N - h[last]) // 255,
   lut[i] = (step // 2 + sum(h[:i])) // step; identity when step is 0 or one value is used."""
-  return _equalize(_check_image(image))
+  image = _check_image(image)
+  # Two compiled calls: in one, XLA fuses the LUT arithmetic (integer divisions) into the
+  # per-pixel lookup and recomputes it for every pixel, which costs more than the histogram.
+  return _apply_lut(image, _equalize_lut(image))
 
 
 @_jit
-def _equalize(image):
-  x = tf.cast(image, tf.int32)
+def _equalize_lut(image):
   c = image.shape[2]
-  flat = tf.reshape(tf.transpose(x, [2, 0, 1]), [c, -1])                     # (C, N)
-  # a segment sum, not tf.math.bincount: bincount's output size depends on max(input), which
-  # would make XLA treat the image as a compile-time constant (a recompile per image)
-  hist = tf.math.unsorted_segment_sum(tf.ones_like(flat, tf.int64), flat + tf.range(c)[:, None] * 256,
-                                      256 * c)
-  hist = tf.reshape(hist, [c, 256])
+  index = tf.reshape(_lut_index(image), [-1])
+  # a segment sum (an XLA scatter, ~4x faster than TF's bincount kernels here), not
+  # tf.math.bincount inside XLA: bincount's output size depends on max(input), which would make
+  # XLA treat the image as a compile-time constant (a recompile per image)
+  hist = tf.math.unsorted_segment_sum(tf.ones_like(index), index, 256 * c)
+  hist = tf.reshape(hist, [c, 256])                                         # int32 counts
   total = tf.reduce_sum(hist, axis=1)
-  last = tf.gather(hist, tf.reduce_max(flat, axis=1), batch_dims=1)        # count of the top value
+  used = hist > 0
+  top = 255 - tf.argmax(tf.cast(tf.reverse(used, [1]), tf.int32), axis=1, output_type=tf.int32)
+  last = tf.gather(hist, top, batch_dims=1)                                 # count of the top value
   step = (total - last) // 255
-  used = tf.reduce_sum(tf.cast(hist > 0, tf.int32), axis=1)
   before = tf.cumsum(hist, axis=1, exclusive=True)
   safe = tf.maximum(step, 1)[:, None]
   lut = tf.minimum((step[:, None] // 2 + before) // safe, 255)              # Pillow clips LUT values
-  identity = tf.broadcast_to(tf.range(256, dtype=tf.int64)[None], [c, 256])
-  lut = tf.where(((step > 0) & (used > 1))[:, None], lut, identity)
-  out = tf.gather(lut, flat, batch_dims=1)                                  # (C, N), integers only
-  return tf.cast(tf.reshape(tf.transpose(out), tf.shape(x)), tf.uint8)
+  identity = tf.broadcast_to(tf.range(256)[None], [c, 256])
+  return tf.where(((step > 0) & (tf.reduce_sum(tf.cast(used, tf.int32), axis=1) > 1))[:, None],
+                  lut, identity)                                            # integers only
 
 
 def blend(degenerate, image, factor) -> Image:

