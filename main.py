@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
   from ghostnets_jax.errors import UserError
   from ghostnets_jax import hostmem
   try:   # before any thread allocates: TensorFlow's and XLA's pools keep the arena they start on
-    if hostmem.configure(FLAGS.config.get('host_memory', 'auto')):
+    if hostmem.configure(FLAGS.config.get('host_memory', 'default')):
       logging.info('host memory: freed blocks are kept for reuse (config.host_memory)')
   except UserError as e:
     _exit_with(e)

@@ -39,10 +39,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # jax.checkpoint_policies name for the whole model ('dots_saveable', 'nothing_saveable', ...;
   # ghostnets_jax.train.step.REMAT_POLICIES). docs/benchmarks.md measures the trade-off.
   c.remat = 'none'
-  # Host memory for XLA:CPU's per-call temporaries: 'auto' keeps freed blocks for reuse when the run
-  # computes on the CPU (no page faults on fresh pages each step; ghostnets_jax.hostmem), 'retain'
-  # always, 'default' leaves glibc's malloc as it is.
-  c.host_memory = 'auto'
+  # Host memory for XLA:CPU's per-step temporaries: 'default' leaves glibc's malloc as it is,
+  # 'retain' keeps freed blocks for reuse (no page faults on fresh pages each step; measured
+  # trade-off in ghostnets_jax.hostmem and docs/benchmarks.md).
+  c.host_memory = 'default'
 
   c.data = ml_collections.ConfigDict()
   c.data.source = 'tfds'            # tfds (data.dataset) | folder (data.train_dir / eval_dir)

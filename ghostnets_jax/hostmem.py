@@ -6,32 +6,38 @@ batch-32 training step of ghostnet_100) with ``posix_memalign`` from one of its 
 frees it when the call ends. glibc's malloc serves a block over 64 MiB to such a thread with a
 fresh ``mmap`` (a thread's own arena cannot hold it) and ``munmap`` s it when it is freed, so every
 call starts on fresh pages: the kernel maps and zeroes each 4 KiB page again. For the ghostnet_100
-training step that is 300,000 page faults and 0.75 s of system time per step on an AMD EPYC, a
-third of the step's CPU time (docs/benchmarks.md).
+training step that is 300,000 page faults and 0.5-0.75 s of system time per step on a 2-core AMD
+EPYC, a quarter to a third of the step's CPU time (docs/benchmarks.md).
 
 :func:`retain_freed_memory` sets glibc's malloc (``mallopt``) so that every thread allocates from
 the main arena (``M_ARENA_MAX`` 1), never through ``mmap`` (``M_MMAP_MAX`` 0), and freed memory
 stays with the process (``M_TRIM_THRESHOLD``): the next call gets the same pages back, already
 mapped. The process keeps its peak host memory, which a training or serving loop needs at every
 step anyway. The same setting from the environment, for any program:
-``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647``.
+``GLIBC_TUNABLES=glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776``.
 
 Call it before JAX runs its first computation: threads that already allocated keep their own
-arenas. ``main.py`` applies it when the run uses the CPU backend (``config.host_memory``).
+arenas. ``main.py`` applies it with ``--config.host_memory=retain``.
+
+What it buys, measured (docs/benchmarks.md): the faults and nearly all of their system time go,
+but the step's user time grows by much of what was saved (likely because a page the kernel has
+just zeroed is already in cache when the step first writes it, and a reused page is not), so on a 2-core AMD EPYC
+the ghostnet_100 step used 0-13 % less CPU time and its wall-clock time did not change beyond
+the machine's noise. It is off by default. Transparent huge pages
+(``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, where the kernel allows them on ``madvise``) keep the
+fresh pages but fault 512x fewer of them: 15 % less CPU time per step in the same measurement.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib.util
-import os
-import pkgutil
 import sys
 from typing import Optional
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_KEEP = 2 ** 31 - 1          # the largest trim threshold mallopt takes (an int): never trim
-HOST_MEMORY = ('auto', 'retain', 'default')
+_NEVER = -1                  # a trim threshold of -1 reads as SIZE_MAX in glibc: never trim (the
+                             # largest positive int, 2 GiB, would still trim a 2 GiB+ training step)
+HOST_MEMORY = ('default', 'retain')
 
 
 def _libc() -> Optional[ctypes.CDLL]:
@@ -53,34 +59,15 @@ def retain_freed_memory() -> bool:
   if libc is None:
     return False
   ok = [libc.mallopt(_M_ARENA_MAX, 1), libc.mallopt(_M_MMAP_MAX, 0),
-        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(_KEEP))]
+        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(_NEVER))]
   return all(r == 1 for r in ok)
 
 
-def accelerator_installed() -> bool:
-  """Whether a TPU or GPU plugin for JAX is installed (without starting any JAX backend)."""
-  if importlib.util.find_spec('libtpu') is not None:
-    return True
-  return any(m.name.startswith(('jax_cuda', 'jax_rocm')) for m in pkgutil.iter_modules())
-
-
-def cpu_backend_expected() -> bool:
-  """Whether JAX will compute on the CPU: ``JAX_PLATFORMS`` names cpu first, or no accelerator
-  plugin is installed. Reads no backend, so it can run before :func:`retain_freed_memory`."""
-  import jax
-  platforms = jax.config.jax_platforms or os.environ.get('JAX_PLATFORMS', '')
-  if platforms:
-    return platforms.split(',')[0].strip().lower() == 'cpu'
-  return not accelerator_installed()
-
-
-def configure(host_memory: str = 'auto') -> bool:
-  """Applies ``config.host_memory``: 'retain' (always), 'auto' (on the CPU backend only: there
-  XLA's temporaries live in host memory) or 'default' (glibc's own behaviour). True if retained."""
+def configure(host_memory: str = 'default') -> bool:
+  """Applies ``config.host_memory``: 'retain' (:func:`retain_freed_memory`) or 'default' (glibc's
+  own behaviour, nothing changed). True if freed memory is now retained."""
   if host_memory not in HOST_MEMORY:
     from ghostnets_jax.errors import ConfigError
     raise ConfigError(f'config.host_memory={host_memory!r} is not one of {HOST_MEMORY} '
-                      "(e.g. --config.host_memory=auto).")
-  if host_memory == 'default' or (host_memory == 'auto' and not cpu_backend_expected()):
-    return False
-  return retain_freed_memory()
+                      "(e.g. --config.host_memory=retain).")
+  return host_memory == 'retain' and retain_freed_memory()

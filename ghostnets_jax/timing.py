@@ -41,13 +41,13 @@ def limit_cpus(n: int) -> None:
 
 def add_host_memory_arg(parser: Any) -> None:
   """``--host-memory`` (see :func:`prepare_process`)."""
-  parser.add_argument('--host-memory', choices=hostmem.HOST_MEMORY, default='retain',
-                      help="glibc malloc keeps freed blocks for reuse ('retain', the default, as "
-                      "main.py does on the CPU backend; ghostnets_jax.hostmem) or not ('default'); "
-                      'it applies to everything in this process, PyTorch included')
+  parser.add_argument('--host-memory', choices=hostmem.HOST_MEMORY, default='default',
+                      help="'retain': glibc's malloc keeps freed blocks for reuse, as main.py does "
+                      "on the CPU backend (ghostnets_jax.hostmem); it applies to everything in "
+                      "this process, PyTorch included. 'default' (the default): glibc as it is")
 
 
-def prepare_process(threads: Optional[int] = None, host_memory: str = 'retain') -> None:
+def prepare_process(threads: Optional[int] = None, host_memory: str = 'default') -> None:
   """Pins the process to ``threads`` CPUs (all when None) and applies ``host_memory``
   (:func:`ghostnets_jax.hostmem.configure`); call before JAX's first computation."""
   if threads:

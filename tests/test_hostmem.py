@@ -74,8 +74,8 @@ print(print_mode, temp, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - be
 
 def test_xla_cpu_temporaries_stop_faulting_once_retained():
   default = _child(JAX_CALLS.replace("sys.argv[-1]", "'default'"), {'JAX_PLATFORMS': 'cpu'}).split()
-  retained = _child(JAX_CALLS.replace("sys.argv[-1]", "'auto'"), {'JAX_PLATFORMS': 'cpu'}).split()
-  assert default[0] == 'False' and retained[0] == 'True'     # 'auto' retains on the CPU backend
+  retained = _child(JAX_CALLS.replace("sys.argv[-1]", "'retain'"), {'JAX_PLATFORMS': 'cpu'}).split()
+  assert default[0] == 'False' and retained[0] == 'True'
   temp_pages = int(default[1]) / os.sysconf('SC_PAGESIZE')
   assert int(default[1]) > 64 * 2**20                        # over a thread arena's 64 MiB
   assert float(default[2]) >= temp_pages / 512               # fresh pages every call
@@ -84,14 +84,16 @@ def test_xla_cpu_temporaries_stop_faulting_once_retained():
   assert float(retained[2]) <= float(default[2]) / 2
 
 
-def test_auto_leaves_accelerator_runs_alone_and_bad_names_are_named():
-  out = _child("""
-    import jax
-    jax.config.update('jax_platforms', 'tpu,cpu')
-    from ghostnets_jax import hostmem
-    print(hostmem.cpu_backend_expected(), hostmem.configure('auto'), hostmem.configure('default'))
-  """)
-  assert out == 'False False False'
+def test_default_changes_nothing_and_bad_names_are_named():
+  assert hostmem.configure('default') is False
   from ghostnets_jax.errors import ConfigError
-  with pytest.raises(ConfigError, match=r"config.host_memory='keep' is not one of \('auto', 'retain', 'default'\)"):
+  with pytest.raises(ConfigError, match=r"config.host_memory='keep' is not one of \('default', 'retain'\)"):
     hostmem.configure('keep')
+
+
+def test_host_memory_benchmark_names_a_bad_mode(capsys):
+  from benchmarks import host_memory
+  with pytest.raises(SystemExit):
+    host_memory.parse_args(['--modes', 'default,huge'])
+  assert "--modes: unknown ['huge']" in capsys.readouterr().err
+  assert host_memory.parse_args([]).modes.split(',') == ['default', 'retain', 'hugetlb']
