@@ -24,20 +24,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ghostnets_jax import timing as bm  # noqa: E402
 
-# (family, spatial size of the input, channels, groups, stride): the 3x3 convolutions of each stage
-# (the first block's, strided, and the rest's) at 224 input.
+# The models each family stands for.
+MODELS = {'regnet': 'g_ghost_regnetx_032', 'resnet': 'resnet (GhostNets_D, MultiGrain)'}
+# (spatial size of the input, channels, groups, stride): the 3x3 convolutions of each stage (the
+# first block's, strided, and the rest's) at 224 input.
 SHAPES = {
-    'regnet': (('g_ghost_regnetx_032', 112, 96, 2, 2), ('g_ghost_regnetx_032', 56, 96, 2, 1),
-               ('g_ghost_regnetx_032', 56, 192, 4, 2), ('g_ghost_regnetx_032', 28, 192, 4, 1),
-               ('g_ghost_regnetx_032', 28, 432, 9, 2), ('g_ghost_regnetx_032', 14, 432, 9, 1),
-               ('g_ghost_regnetx_032', 14, 1008, 21, 2), ('g_ghost_regnetx_032', 7, 1008, 21, 1)),
-    'resnet': (('resnet (GhostNets_D, MultiGrain)', 56, 64, 1, 1),
-               ('resnet (GhostNets_D, MultiGrain)', 56, 128, 1, 2),
-               ('resnet (GhostNets_D, MultiGrain)', 28, 128, 1, 1),
-               ('resnet (GhostNets_D, MultiGrain)', 28, 256, 1, 2),
-               ('resnet (GhostNets_D, MultiGrain)', 14, 256, 1, 1),
-               ('resnet (GhostNets_D, MultiGrain)', 14, 512, 1, 2),
-               ('resnet (GhostNets_D, MultiGrain)', 7, 512, 1, 1)),
+    'regnet': ((112, 96, 2, 2), (56, 96, 2, 1), (56, 192, 4, 2), (28, 192, 4, 1), (28, 432, 9, 2),
+               (14, 432, 9, 1), (14, 1008, 21, 2), (7, 1008, 21, 1)),
+    'resnet': ((56, 64, 1, 1), (56, 128, 1, 2), (28, 128, 1, 1), (28, 256, 1, 2), (14, 256, 1, 1),
+               (14, 512, 1, 2), (7, 512, 1, 1)),
 }
 
 
@@ -106,7 +101,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
         '|---|---|---|---:|---:|---:|---:|---:|---:|---:|')
   rows = []
   for family in a.families.split(','):
-    for model, hw, c, groups, stride in SHAPES[family]:
+    model = MODELS[family]
+    for hw, c, groups, stride in SHAPES[family]:
       hw = max(hw // a.scale, stride)
       rng = np.random.RandomState(0)
       x = jnp.asarray(rng.randn(a.batch, hw, hw, c), jnp.float32)

@@ -20,8 +20,8 @@ arguments + outputs - aliased + temporaries; temporaries alone). On a GPU PyTorc
 allocator's peak above what the model already held (``torch.cuda.max_memory_allocated``). Its CPU
 allocator keeps no statistics, so there its figure is the peak growth of the process's resident
 memory (sampled every millisecond from ``/proc/self/statm``) during the first step of a fresh
-model: the activations, gradients and optimizer buffers the step allocates on top of the model. The two are not the
-same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
+model: the activations, gradients and optimizer buffers the step allocates on top of the model.
+The two are not the same measure (XLA's is exact; RSS includes the allocator's slack, and memory that glibc kept
 from an earlier model in the same process is reused without growing it, so measure memory one
 model per process, as ``benchmarks/memory_curve.py`` does against batch size); read them as
 orders of magnitude. ``--remat`` compares ``config.remat`` policies

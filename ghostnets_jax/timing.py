@@ -43,8 +43,9 @@ def add_host_memory_arg(parser: Any) -> None:
   """``--host-memory`` (see :func:`prepare_process`)."""
   parser.add_argument('--host-memory', choices=hostmem.HOST_MEMORY, default='default',
                       help="'retain': glibc's malloc keeps freed blocks for reuse, as main.py does "
-                      "on the CPU backend (ghostnets_jax.hostmem); it applies to everything in "
-                      "this process, PyTorch included. 'default' (the default): glibc as it is")
+                      "with --config.host_memory=retain (ghostnets_jax.hostmem); it applies to "
+                      "everything in this process, PyTorch included. 'default' (the default): "
+                      "glibc as it is")
 
 
 def prepare_process(threads: Optional[int] = None, host_memory: str = 'default') -> None:

@@ -13,6 +13,7 @@ def test_both_sides_compute_the_same_convolution_and_the_ratios_are_theirs(tmp_p
                           '--min-time', '0.01', '--repeats', '1', '--json', str(out),
                           '--host-memory', 'default'])
   assert [(r['groups'], r['stride']) for r in rows] == [(g, s) for *_, g, s in conv_peers.SHAPES['regnet']]
+  assert {r['model'] for r in rows} == {'g_ghost_regnetx_032'}
   for r in rows:
     # PyTorch's F.conv2d is the reference: the layer computes the same convolution
     assert r['max_diff'] < 1e-4
