@@ -54,10 +54,13 @@ def test_a_freed_block_is_reused_without_new_page_faults():
 
 
 # XLA:CPU's temporaries of one call (here ~290 MiB: a cumulative sum and its reversed product).
+# Per call: with glibc's default every call maps its temporaries afresh; retained, the heap first
+# grows to fit the order in which the calls allocate (which varies with thread timing: the process
+# can grow for several calls, now and then again later), and calls after that fault nothing.
 JAX_CALLS = """
 import resource, sys
 from ghostnets_jax import hostmem
-print_mode = hostmem.configure(sys.argv[-1])
+retained = hostmem.configure(sys.argv[-1])
 import jax, jax.numpy as jnp
 f = jax.jit(lambda x: (jnp.cumsum(x * 2.0) * jnp.cumsum(x * 2.0)[::-1]).sum())
 x = jnp.ones((24 * 2**20,), jnp.float32)
@@ -65,10 +68,12 @@ compiled = f.lower(x).compile()
 temp = compiled.memory_analysis().temp_size_in_bytes
 for _ in range(2):
   compiled(x).block_until_ready()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+faults = []
+for _ in range(12):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   compiled(x).block_until_ready()
-print(print_mode, temp, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(retained, temp, min(faults))
 """
 
 
@@ -78,10 +83,8 @@ def test_xla_cpu_temporaries_stop_faulting_once_retained():
   assert default[0] == 'False' and retained[0] == 'True'
   temp_pages = int(default[1]) / os.sysconf('SC_PAGESIZE')
   assert int(default[1]) > 64 * 2**20                        # over a thread arena's 64 MiB
-  assert float(default[2]) >= temp_pages / 512               # fresh pages every call
-  # most of the block comes back already mapped (here ~1/3 of it still faults: one 96 MiB
-  # buffer per call lands on pages the heap had not used before)
-  assert float(retained[2]) <= float(default[2]) / 2
+  assert float(default[2]) >= temp_pages / 512               # fresh pages on every call
+  assert float(retained[2]) <= float(default[2]) / 10        # retained: calls that reuse them all
 
 
 def test_default_changes_nothing_and_bad_names_are_named():
