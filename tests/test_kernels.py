@@ -83,8 +83,9 @@ def test_conv2d_dispatches_only_unpadded_single_group_1x1_to_dot():
       return str(jax.make_jaxpr(conv.apply)(v, x))
   assert 'conv_general_dilated' not in jaxpr(Conv2d(8, 1, 2, use_bias=True), 'dot')
   assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1), 'native')
-  assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1, groups=2), 'dot')  # grouped 1x1
-  assert 'conv_general_dilated' in jaxpr(Conv2d(8, 1, padding=((1, 1), (0, 0))), 'dot')
+  # A grouped or padded 1x1 takes the grouped kernel (XLA's or oneDNN's convolution), not dot.
+  assert 'dot_general' not in jaxpr(Conv2d(8, 1, groups=2), 'dot')  # grouped 1x1
+  assert 'dot_general' not in jaxpr(Conv2d(8, 1, padding=((1, 1), (0, 0))), 'dot')
 
 
 @pytest.mark.parametrize('dtype,tol', [(jnp.float32, 1e-5), (jnp.bfloat16, 0.1)])

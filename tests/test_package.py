@@ -31,7 +31,9 @@ pytestmark = pytest.mark.xdist_group('package')
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEMO_FILES = ('ghostnets_jax/data/files/fashion_mnist_12k.npz',
-              'ghostnets_jax/data/files/LICENSE-fashion-mnist')
+              'ghostnets_jax/data/files/LICENSE-fashion-mnist',
+              # the oneDNN CPU kernel's source, built on first use (ghostnets_jax.layers.onednn)
+              'ghostnets_jax/layers/csrc/onednn_conv.cc')
 ABSENT = ('tensorflow', 'tensorflow-cpu', 'torch', 'onnxruntime', 'mindspore', 'jax2onnx')
 # Compiles run once per process here: XLA's lowest backend optimisation compiles them ~3x faster.
 FAST_XLA = {'XLA_FLAGS': '--xla_backend_optimization_level=0', 'TF_CPP_MIN_LOG_LEVEL': '2'}
@@ -86,7 +88,7 @@ def demo_step(wheel, tmp_path_factory):
     proc.communicate()
 
 
-def test_wheel_ships_the_demo_data_the_licences_and_one_version(wheel):
+def test_wheel_ships_the_demo_data_the_kernel_source_the_licences_and_one_version(wheel):
   names = set(zipfile.ZipFile(wheel).namelist())
   for f in DEMO_FILES:
     assert f in names, f

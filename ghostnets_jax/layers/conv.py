@@ -39,12 +39,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ghostnets_jax.layers import onednn
+
 IntPair = Union[int, Sequence[int]]
 Parts = Union[jax.Array, Sequence[jax.Array]]
 """An array, or channel parts of one (their concatenation along the last axis)."""
-DEPTHWISE_IMPLS = ('auto', 'native', 'shift_add')
-POINTWISE_IMPLS = ('auto', 'native', 'dot')
-GROUPED_IMPLS = ('auto', 'native', 'split')
+DEPTHWISE_IMPLS = ('auto', 'native', 'shift_add', 'onednn')
+POINTWISE_IMPLS = ('auto', 'native', 'dot', 'onednn')
+GROUPED_IMPLS = ('auto', 'native', 'split', 'onednn')
 _depthwise_impl = contextvars.ContextVar('ghostnets_jax_depthwise_impl', default='auto')
 _pointwise_impl = contextvars.ContextVar('ghostnets_jax_pointwise_impl', default='auto')
 _grouped_impl = contextvars.ContextVar('ghostnets_jax_grouped_impl', default='auto')
@@ -65,7 +67,8 @@ def _choose(var: contextvars.ContextVar, impls: tuple[str, ...], kind: str, impl
 
 
 def depthwise_impl(impl: str) -> contextlib.AbstractContextManager[None]:
-  """Chooses the depthwise kernel while tracing: 'auto' (by backend), 'native' or 'shift_add'.
+  """Chooses the depthwise kernel while tracing: 'auto' (by backend), 'native', 'shift_add' or
+  'onednn'.
 
   Read at trace time, like ``nn.logical_axis_rules``: jit a new function after changing it.
   """
@@ -73,13 +76,14 @@ def depthwise_impl(impl: str) -> contextlib.AbstractContextManager[None]:
 
 
 def pointwise_impl(impl: str) -> contextlib.AbstractContextManager[None]:
-  """Chooses the 1x1-convolution kernel while tracing: 'auto' (by backend), 'native' or 'dot'."""
+  """Chooses the 1x1-convolution kernel while tracing: 'auto' (by backend), 'native', 'dot' or
+  'onednn'."""
   return _choose(_pointwise_impl, POINTWISE_IMPLS, 'pointwise', impl)
 
 
 def grouped_impl(impl: str) -> contextlib.AbstractContextManager[None]:
-  """Chooses the grouped-convolution kernel while tracing: 'auto', 'native' or 'split' (a dense
-  convolution per group)."""
+  """Chooses the grouped-convolution kernel while tracing: 'auto', 'native', 'split' (a dense
+  convolution per group) or 'onednn'. It also covers dense convolutions other than 1x1s."""
   return _choose(_grouped_impl, GROUPED_IMPLS, 'grouped', impl)
 
 
@@ -92,11 +96,28 @@ def conv_kernels(impl: str) -> Iterator[None]:
     yield
 
 
+def onednn_by_default() -> bool:
+  """Whether 'auto' picks the oneDNN kernels: on a single-device CPU backend, when the extension
+  is available (:mod:`ghostnets_jax.layers.onednn`). Several CPU devices (simulated or one per
+  process) keep XLA's forms, which the SPMD partitioner shards."""
+  return jax.default_backend() == 'cpu' and jax.device_count() == 1 and onednn.available()
+
+
 def _resolve(var: contextvars.ContextVar, cpu: str) -> str:
   impl = var.get()
   if impl == 'auto':
-    return cpu if jax.default_backend() == 'cpu' else 'native'
+    if jax.default_backend() != 'cpu':
+      return 'native'
+    return 'onednn' if onednn_by_default() else cpu
   return impl
+
+
+def _use_onednn(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int]]) -> bool:
+  """'onednn' takes float32 and non-negative padding; other inputs take the XLA CPU form."""
+  if not onednn.available():
+    raise RuntimeError(f"conv impl 'onednn' is not available: {onednn.status()}. Use 'auto', or "
+                       "install what the message names.")
+  return onednn.supports(x, kernel, padding)
 
 
 def resolve_depthwise_impl() -> str:
@@ -144,6 +165,10 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
     return lax.conv_general_dilated(
         x, kernel, (sh, sw), tuple(padding), rhs_dilation=(dh, dw),
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=cin)
+  if impl == 'onednn':
+    if _use_onednn(x, kernel, padding):
+      return onednn.conv2d(x, kernel, (sh, sw), padding, (dh, dw), groups=cin)
+    impl = 'shift_add'
   if impl != 'shift_add':
     raise ValueError(f'unknown depthwise impl {impl!r}; choose one of {DEPTHWISE_IMPLS}')
   mult = cout // cin
@@ -227,11 +252,15 @@ def grouped_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
   """Convolution of NHWC ``x`` with an HWIO kernel ``(kh, kw, Cin // groups, Cout)`` in ``groups``
   groups; 'split' runs one dense convolution per group and concatenates the outputs."""
   impl = impl or resolve_grouped_impl()
-  if impl not in ('native', 'split'):
+  if impl not in ('native', 'split', 'onednn'):
     raise ValueError(f'unknown grouped impl {impl!r}; choose one of {GROUPED_IMPLS}')
   cin, cout = x.shape[-1], kernel.shape[-1]
   if cin % groups or cout % groups or kernel.shape[2] != cin // groups:
     raise ValueError(f'kernel {kernel.shape} with groups={groups} does not fit {cin} input channels')
+  if impl == 'onednn':
+    if _use_onednn(x, kernel, padding):
+      return onednn.conv2d(x, kernel, to_pair(strides), padding, to_pair(dilation), groups)
+    impl = 'split'
   conv = functools.partial(lax.conv_general_dilated, window_strides=to_pair(strides),
                            padding=tuple(tuple(p) for p in padding), rhs_dilation=to_pair(dilation),
                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -257,10 +286,11 @@ def join(x: Parts) -> jax.Array:
 def depthwise_conv2d_parts(parts: Sequence[jax.Array], kernel: jax.Array, strides: IntPair = 1,
                            padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
                            dilation: IntPair = 1, impl: Optional[str] = None) -> jax.Array:
-  """``depthwise_conv2d(join(parts), ...)``; the shift-and-add kernel convolves part by part."""
+  """``depthwise_conv2d(join(parts), ...)``; the shift-and-add and oneDNN kernels convolve part
+  by part."""
   impl = impl or resolve_depthwise_impl()
   cin = channels(parts)
-  if impl != 'shift_add' or len(parts) == 1 or kernel.shape[-1] % cin:
+  if impl not in ('shift_add', 'onednn') or len(parts) == 1 or kernel.shape[-1] % cin:
     return depthwise_conv2d(join(parts), kernel, strides, padding, dilation, impl)
   mult, outs, start = kernel.shape[-1] // cin, [], 0
   for p in parts:
@@ -281,6 +311,10 @@ def pointwise_conv2d(x: jax.Array, kernel: jax.Array, strides: IntPair = 1,
   if impl == 'native':
     return lax.conv_general_dilated(x, kernel, (sh, sw), ((0, 0), (0, 0)),
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  if impl == 'onednn':
+    if _use_onednn(x, kernel, ((0, 0), (0, 0))):
+      return onednn.conv2d(x, kernel, (sh, sw), ((0, 0), (0, 0)))
+    impl = 'dot'
   if impl != 'dot':
     raise ValueError(f'unknown pointwise impl {impl!r}; choose one of {POINTWISE_IMPLS}')
   if (sh, sw) != (1, 1):
