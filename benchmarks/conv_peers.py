@@ -1,4 +1,4 @@
-"""Dense and grouped 3x3 convolutions, XLA against PyTorch, at the shapes of the families whose
+"""Dense and grouped 3x3 convolutions, ours against PyTorch, at the shapes of the families whose
 training step on CPU depends on them.
 
   PYTHONPATH=. python benchmarks/conv_peers.py --threads 1
@@ -6,12 +6,14 @@ training step on CPU depends on them.
 
 G-GhostNet on RegNetX (g_ghost_regnetx_032: 3x3 convolutions in groups of 48 channels), and the
 ResNet-style bodies of GhostNets_D and MultiGrain (dense 3x3): each 3x3 convolution of a stage, at
-its stride, as the layer computes it (``ghostnets_jax.layers.grouped_conv2d`` with the backend's
-kernel choice: one dense convolution per group on CPU) and as PyTorch's ``F.conv2d`` (oneDNN on
-CPU; NCHW, as ``benchmarks/train_step.py``'s eager PyTorch step). Two measurements per shape, both
-sides interleaved in one process (median of rounds): the forward alone and forward + backward (the
-gradients of ``sum(y * r)`` for the input and the kernel, what a training step computes). Prints
-ms per call, PyTorch / XLA (above 1: XLA is faster) and the largest output difference.
+its stride, through ``ghostnets_jax.layers.grouped_conv2d`` with each of ``--kernels`` (default:
+'split', XLA's form on CPU, one dense convolution per group; and 'onednn', the oneDNN extension of
+``ghostnets_jax.layers.onednn``, the CPU default where it builds) and as PyTorch's ``F.conv2d``
+(oneDNN on CPU; NCHW, as ``benchmarks/train_step.py``'s eager PyTorch step). Two measurements per
+shape, all candidates interleaved in one process (median of rounds): the forward alone and forward
++ backward (the gradients of ``sum(y * r)`` for the input and the kernel, what a training step
+computes). Prints ms per call, PyTorch / ours per kernel (above 1: ours is faster) and the largest
+output difference.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--families', default='regnet,resnet', help=f'comma-separated, of {sorted(SHAPES)}')
   p.add_argument('--batch', type=int, default=32)
+  p.add_argument('--kernels', default='split,onednn',
+                 help="comma-separated grouped_conv2d kernels: 'split' (XLA), 'native', 'onednn'")
   p.add_argument('--scale', type=int, default=1,
                  help='divide every spatial size by this (quick checks; 1 = the real shapes)')
   bm.add_timing_args(p)
@@ -48,20 +52,24 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
   unknown = [f for f in a.families.split(',') if f not in SHAPES]
   if unknown:
     p.error(f'--families: unknown {unknown}; choose from {sorted(SHAPES)}')
+  bad = [k for k in a.kernels.split(',') if k not in ('split', 'native', 'onednn')]
+  if bad:
+    p.error(f"--kernels: unknown {bad}; choose from 'split', 'native', 'onednn'")
   if a.scale < 1:
     p.error(f'--scale must be a positive integer, got {a.scale}')
   return a
 
 
-def jax_calls(x, w, r, stride, groups):
-  """(forward, forward + backward) of the layer's convolution, compiled."""
+def jax_calls(x, w, r, stride, groups, impl=None):
+  """(forward, forward + backward) of the layer's convolution with kernel ``impl`` (None: the
+  backend's choice), compiled."""
   import jax
   import jax.numpy as jnp
 
   from ghostnets_jax.layers import grouped_conv2d, torch_padding
 
   def conv(x, w):
-    return grouped_conv2d(x, w, stride, torch_padding(3), groups=groups)
+    return grouped_conv2d(x, w, stride, torch_padding(3), groups=groups, impl=impl)
 
   def grads(x, w):
     return jax.grad(lambda x, w: jnp.sum(conv(x, w) * r), argnums=(0, 1))(x, w)
@@ -96,9 +104,12 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     torch.set_num_threads(a.threads)
   info = bm.machine()
   print(bm.describe(info), flush=True)
-  print('| family | input (NHWC) | groups, stride | XLA fwd (ms) | PyTorch fwd (ms) | PyTorch / XLA fwd '
-        '| XLA fwd+bwd (ms) | PyTorch fwd+bwd (ms) | PyTorch / XLA fwd+bwd | max diff |\n'
-        '|---|---|---|---:|---:|---:|---:|---:|---:|---:|')
+  kernels = a.kernels.split(',')
+  print('| family | input (NHWC) | groups, stride | PyTorch fwd (ms) | '
+        + ' | '.join(f'{k} fwd (ms) | PyTorch / {k}' for k in kernels)
+        + ' | PyTorch fwd+bwd (ms) | '
+        + ' | '.join(f'{k} fwd+bwd (ms) | PyTorch / {k}' for k in kernels) + ' | max diff |\n'
+        + '|---|---|---|' + '---:|' * (3 + 4 * len(kernels)))
   rows = []
   for family in a.families.split(','):
     model = MODELS[family]
@@ -109,21 +120,24 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       w = jnp.asarray(rng.randn(3, 3, c // groups, c) / np.sqrt(9 * c // groups), jnp.float32)
       ho = (hw - 1) // stride + 1
       r = jnp.asarray(rng.randn(a.batch, ho, ho, c), jnp.float32)
-      j_fwd, j_bwd = jax_calls(x, w, r, stride, groups)
       t_fwd, t_bwd = torch_calls(x, w, r, stride, groups)
-      s = bm.time_calls({'jax_fwd': bm.blocking(j_fwd, x, w), 'torch_fwd': t_fwd,
-                         'jax_bwd': bm.blocking(j_bwd, x, w), 'torch_bwd': t_bwd},
-                        a.min_time, a.repeats)
-      diff = float(np.abs(np.asarray(j_fwd(x, w)) - t_fwd().numpy().transpose(0, 2, 3, 1)).max())
+      calls, diff = {'torch_fwd': t_fwd, 'torch_bwd': t_bwd}, 0.0
+      for k in kernels:
+        j_fwd, j_bwd = jax_calls(x, w, r, stride, groups, k)
+        calls[f'{k}_fwd'], calls[f'{k}_bwd'] = bm.blocking(j_fwd, x, w), bm.blocking(j_bwd, x, w)
+        diff = max(diff, float(np.abs(np.asarray(j_fwd(x, w)) - t_fwd().numpy().transpose(0, 2, 3, 1)).max()))
+      s = bm.time_calls(calls, a.min_time, a.repeats)
       row = {'family': family, 'model': model, 'shape': list(x.shape), 'groups': groups,
-             'stride': stride, 'jax_fwd_ms': s['jax_fwd'] * 1e3, 'torch_fwd_ms': s['torch_fwd'] * 1e3,
-             'fwd_ratio': s['torch_fwd'] / s['jax_fwd'], 'jax_bwd_ms': s['jax_bwd'] * 1e3,
-             'torch_bwd_ms': s['torch_bwd'] * 1e3, 'bwd_ratio': s['torch_bwd'] / s['jax_bwd'],
-             'max_diff': diff}
+             'stride': stride, 'torch_fwd_ms': s['torch_fwd'] * 1e3,
+             'torch_bwd_ms': s['torch_bwd'] * 1e3, 'max_diff': diff}
+      for k in kernels:
+        row.update({f'{k}_fwd_ms': s[f'{k}_fwd'] * 1e3, f'{k}_fwd_ratio': s['torch_fwd'] / s[f'{k}_fwd'],
+                    f'{k}_bwd_ms': s[f'{k}_bwd'] * 1e3, f'{k}_bwd_ratio': s['torch_bwd'] / s[f'{k}_bwd']})
       rows.append(row)
-      print(f'| {model} | {row["shape"]} | {groups}, {stride} | {row["jax_fwd_ms"]:.2f} | '
-            f'{row["torch_fwd_ms"]:.2f} | **{row["fwd_ratio"]:.2f}x** | {row["jax_bwd_ms"]:.2f} | '
-            f'{row["torch_bwd_ms"]:.2f} | **{row["bwd_ratio"]:.2f}x** | {diff:.1e} |', flush=True)
+      fwd = ' | '.join(f'{row[f"{k}_fwd_ms"]:.2f} | **{row[f"{k}_fwd_ratio"]:.2f}x**' for k in kernels)
+      bwd = ' | '.join(f'{row[f"{k}_bwd_ms"]:.2f} | **{row[f"{k}_bwd_ratio"]:.2f}x**' for k in kernels)
+      print(f'| {model} | {row["shape"]} | {groups}, {stride} | {row["torch_fwd_ms"]:.2f} | {fwd} | '
+            f'{row["torch_bwd_ms"]:.2f} | {bwd} | {diff:.1e} |', flush=True)
   bm.write_json(a.json, info, vars(a), rows)
   return rows
 

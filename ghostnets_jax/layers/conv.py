@@ -4,19 +4,24 @@ Padding is symmetric ``dilation * (k - 1) // 2`` per side, as in ``nn.Conv2d(pad
 (not XLA's 'SAME', which pads asymmetrically for stride 2). Kernels are HWIO,
 ``(kh, kw, in_channels // groups, out_channels)``.
 
-XLA's CPU depthwise convolution (``feature_group_count == channels``) is far slower than
-PyTorch's; on CPU we compute it as a sum of ``kh * kw`` shifted, strided slices times
-per-channel weights. Likewise a 1x1 convolution (``groups == 1``, no padding) is 1.1-1.9x
-faster on XLA:CPU as a matrix product over the channel axis (``dot_general``) than through its
-convolution emitter (measured on GhostNet's shapes, batch 32). GPU/TPU keep the native
-convolutions. A grouped convolution with a few wide groups (RegNet's 3x3s: 2-21 groups of 48
-channels) runs 2.2-2.8x faster on XLA:CPU as one dense convolution per group, concatenated, than
-as one grouped convolution, and then matches PyTorch (docs/benchmarks.md). GPU/TPU keep the
-native convolutions. All forms give the same numbers (tests/test_kernels.py).
+On CPU the convolutions run on oneDNN (:mod:`ghostnets_jax.layers.onednn`: an XLA FFI extension
+built on first use; its forward and both gradients are 1.3-6x faster than XLA:CPU's convolutions
+and than PyTorch's NCHW calls of the same library on these models' shapes, docs/benchmarks.md).
+'auto' picks it on a single-device CPU backend for float32; GPU/TPU keep XLA's native
+convolutions, and so do several CPU devices (the SPMD partitioner shards those).
+
+Where oneDNN is not available (no compiler, no ``onednn-cpu-gomp``) or for other dtypes, the CPU
+keeps faster forms of XLA's own: XLA's CPU depthwise convolution (``feature_group_count ==
+channels``) is far slower than PyTorch's, so it is computed as a sum of ``kh * kw`` shifted,
+strided slices times per-channel weights; a 1x1 convolution (``groups == 1``, no padding) is
+1.1-1.9x faster on XLA:CPU as a matrix product over the channel axis (``dot_general``) than
+through its convolution emitter; a grouped convolution with a few wide groups (RegNet's 3x3s: 2-21
+groups of 48 channels) runs 2.2-2.8x faster as one dense convolution per group, concatenated. All
+forms give the same numbers (tests/test_kernels.py, tests/test_onednn.py).
 
 :class:`Conv2d` also takes its input as channel parts (a tuple whose concatenation along the
-channels is the input, e.g. a C-Ghost module's intrinsic and ghost maps): the shift-and-add
-depthwise kernel then convolves each part with its slice of the kernel and concatenates the
+channels is the input, e.g. a C-Ghost module's intrinsic and ghost maps): the shift-and-add and
+oneDNN depthwise kernels then convolve each part with its slice of the kernel and concatenates the
 (strided, smaller) outputs. XLA:CPU fuses a concatenation, the cheap depthwise op that feeds it
 and the next conv's zero padding into one loop that runs 3x slower than the same work unfused
 (docs/benchmarks.md); the split form never builds the padded concatenation.
@@ -24,8 +29,8 @@ and the next conv's zero padding into one loop that runs 3x slower than the same
 The shift-and-add kernel has hand-written gradients (``jax.custom_vjp``): the input gradient is
 the same kernel applied to the output gradient with the flipped weights, the weight gradient one
 variadic reduction over the activations; autodiff of the slices ran the training step's backward
-several times slower (docs/benchmarks.md). Reverse mode only: for forward-mode derivatives
-(``jax.jvp``, ``jax.hessian``) trace under ``depthwise_impl('native')``.
+several times slower (docs/benchmarks.md). Reverse mode only, as for oneDNN's: for forward-mode
+derivatives (``jax.jvp``, ``jax.hessian``) trace under ``conv_kernels('native')``.
 """
 from __future__ import annotations
 
@@ -103,13 +108,14 @@ def onednn_by_default() -> bool:
   return jax.default_backend() == 'cpu' and jax.device_count() == 1 and onednn.available()
 
 
-def _resolve(var: contextvars.ContextVar, cpu: str) -> str:
+def _resolve(var: contextvars.ContextVar, xla_cpu: str) -> str:
+  """The choice in ``var``; for 'auto': 'native' off CPU, else oneDNN or the XLA CPU form."""
   impl = var.get()
-  if impl == 'auto':
-    if jax.default_backend() != 'cpu':
-      return 'native'
-    return 'onednn' if onednn_by_default() else cpu
-  return impl
+  if impl != 'auto':
+    return impl
+  if jax.default_backend() != 'cpu':
+    return 'native'
+  return 'onednn' if onednn_by_default() else xla_cpu
 
 
 def _use_onednn(x: jax.Array, kernel: jax.Array, padding: Sequence[tuple[int, int]]) -> bool:

@@ -8,9 +8,10 @@ from PyPI (``onednn-cpu-gomp`` and ``onednn-devel-cpu-gomp``, in requirements.tx
 with :func:`jax.ffi.ffi_call`. oneDNN reads and writes NHWC activations in place; the kernel
 stays HWIO in the parameter pytree.
 
-Built on first use with the C++ compiler (``$CXX``, else ``g++``) into
-``$GHOSTNETS_JAX_CACHE`` (default ``~/.cache/ghostnets_jax``), one file per source, jax and
-oneDNN version. Where it cannot be built (no compiler, no oneDNN) :func:`available` is False and
+Built on first use with the C++ compiler (``$CXX``, else ``g++``, about 3 s) into
+``$GHOSTNETS_JAX_CACHE`` (default ``$XDG_CACHE_HOME/ghostnets_jax``, else
+``~/.cache/ghostnets_jax``), one file per source, jax and oneDNN version; nothing else is
+written. Where it cannot be built (no compiler, no oneDNN) :func:`available` is False and
 :class:`~ghostnets_jax.layers.Conv2d` keeps the XLA forms; :func:`status` says why.
 ``GHOSTNETS_JAX_ONEDNN=0`` turns it off; ``GHOSTNETS_JAX_ONEDNN_ROOT`` names another oneDNN
 prefix (with ``lib/libdnnl.so.3`` and ``include/oneapi/dnnl/dnnl.hpp``).
@@ -86,8 +87,9 @@ def _build(root: str) -> str:
   lib = os.path.realpath(os.path.join(root, _LIB))
   key = hashlib.sha256(b'\0'.join([source, jax.__version__.encode(), lib.encode(),
                                    str(os.path.getmtime(lib)).encode()])).hexdigest()[:16]
-  cache = os.environ.get('GHOSTNETS_JAX_CACHE') or os.path.join(os.path.expanduser('~'), '.cache',
-                                                                 'ghostnets_jax')
+  cache = os.environ.get('GHOSTNETS_JAX_CACHE') or os.path.join(
+      os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache'),
+      'ghostnets_jax')
   out = os.path.join(cache, f'onednn_conv-{key}.so')
   if os.path.exists(out):
     return out

@@ -103,6 +103,13 @@ def baseline(reliability_root) -> str:
 
 
 @pytest.fixture(scope='session')
+def baseline2(reliability_root) -> str:
+  """The same run on 2 simulated devices of one process: the same mesh and kernels as 2 processes
+  of one device each (a single CPU device runs oneDNN's convolutions, several run XLA's)."""
+  return _baseline(reliability_root, 2)
+
+
+@pytest.fixture(scope='session')
 def baseline8(reliability_root) -> str:
   """The same run on 8 simulated devices (a data 2 x fsdp 4 mesh, :func:`mesh_overrides`)."""
   return _baseline(reliability_root, 8)

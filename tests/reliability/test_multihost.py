@@ -19,7 +19,7 @@ from tests.reliability.conftest import CONFIG, assert_same_state, restore
 from tests.reliability.tiny_config import RUN
 from tests.train_helpers import ROOT, embedded_data_dir, max_rel_diff
 
-pytestmark = pytest.mark.xdist_group('infra')   # shares the baseline with test_gcs
+pytestmark = pytest.mark.xdist_group('infra')   # one worker for test_gcs and this (baselines)
 STEPS = RUN['num_train_steps']
 
 
@@ -95,9 +95,9 @@ def two_process_run(tmp_path_factory) -> str:
   return workdir
 
 
-def test_slurm_tasks_auto_initialize_and_train_as_one_run(two_process_run, baseline):
+def test_slurm_tasks_auto_initialize_and_train_as_one_run(two_process_run, baseline2):
   step, got, data = restore(two_process_run)          # written by 2 processes, read by 1
-  _, want, want_data = restore(baseline)              # 1 process, 1 device, same global batches
+  _, want, want_data = restore(baseline2)             # 1 process, 2 devices, same global batches
   assert step == STEPS and data == dict(want_data, local_batch=want_data['local_batch'] // 2)
   assert max_rel_diff(got, want) < 1e-5               # BN statistics over the global batch
 

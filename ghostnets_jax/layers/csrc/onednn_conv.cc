@@ -5,17 +5,21 @@
 // 'NHWC')): the forward convolution and its two gradients (input and kernel). oneDNN reads and
 // writes the activations in place in NHWC ("nhwc"/"acdb"); the kernel is reordered to the
 // primitive's blocked layout on each call (it is small). Primitives are built once per geometry
-// and cached; the scratchpad is owned by each call, so concurrent calls of one primitive are safe.
+// and cached; the scratchpad and the reordered kernels live in buffers of the calling thread,
+// reused from call to call (a fresh allocation of that size would be page-faulted in each time),
+// so concurrent calls of one primitive from different threads are safe.
 //
 // Built by ghostnets_jax/layers/onednn.py against the oneDNN wheel (onednn-cpu-gomp,
 // onednn-devel-cpu-gomp) and jaxlib's FFI headers (jax.ffi.include_dir()).
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -88,6 +92,18 @@ std::shared_ptr<Primitives> Get(const Geometry& q) {
   return p;
 }
 
+// A buffer of the calling thread for `md`, grown when too small and otherwise reused. `slot`
+// tells apart the buffers one call needs at once.
+dnnl::memory ThreadBuffer(const dnnl::memory::desc& md, int slot) {
+  constexpr size_t kAlign = 64;   // a cache line, as oneDNN's own allocations
+  thread_local std::vector<char> buffers[2];
+  auto& b = buffers[slot];
+  size_t need = md.get_size() + kAlign;
+  if (b.size() < need) b.resize(need);
+  auto at = reinterpret_cast<uintptr_t>(b.data());
+  return dnnl::memory(md, Engine(), reinterpret_cast<void*>((at + kAlign - 1) / kAlign * kAlign));
+}
+
 void Reorder(dnnl::memory& from, dnnl::memory& to, dnnl::stream& s) {
   dnnl::reorder(from, to).execute(s, from, to);
 }
@@ -97,15 +113,14 @@ dnnl::memory KernelFor(const Geometry& q, void* data, const dnnl::memory::desc& 
                        dnnl::stream& s) {
   dnnl::memory user(Kernel(q, false), Engine(), data);
   if (want == user.get_desc()) return user;
-  dnnl::memory m(want, Engine());
+  dnnl::memory m = ThreadBuffer(want, 1);
   Reorder(user, m, s);
   return m;
 }
 
 void Execute(dnnl::primitive& prim, const dnnl::memory::desc& scratch_md,
              std::unordered_map<int, dnnl::memory> args, dnnl::stream& s) {
-  dnnl::memory scratch(scratch_md, Engine());
-  args.insert({DNNL_ARG_SCRATCHPAD, scratch});
+  args.insert({DNNL_ARG_SCRATCHPAD, ThreadBuffer(scratch_md, 0)});
   prim.execute(s, args);
 }
 
@@ -177,7 +192,7 @@ static ffi::Error ConvKernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> 
     dnnl::memory user(Kernel(q, false), Engine(), dkernel->typed_data());
     const auto& want = p->weights_pd.diff_weights_desc();
     bool direct = want == user.get_desc();
-    dnnl::memory diff_wei = direct ? user : dnnl::memory(want, Engine());
+    dnnl::memory diff_wei = direct ? user : ThreadBuffer(want, 1);
     Execute(p->weights, p->weights_pd.scratchpad_desc(),
             {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_DIFF_WEIGHTS, diff_wei}},
             s);
