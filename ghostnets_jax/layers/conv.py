@@ -5,8 +5,8 @@ Padding is symmetric ``dilation * (k - 1) // 2`` per side, as in ``nn.Conv2d(pad
 ``(kh, kw, in_channels // groups, out_channels)``.
 
 On CPU the convolutions run on oneDNN (:mod:`ghostnets_jax.layers.onednn`: an XLA FFI extension
-built on first use; its forward and both gradients are 1.3-6x faster than XLA:CPU's convolutions
-and than PyTorch's NCHW calls of the same library on these models' shapes, docs/benchmarks.md).
+built on first use; with both gradients 1.2-3.9x faster than the XLA forms below and 1.5-2.9x
+PyTorch's NCHW calls of the same library on RegNet's and ResNet's 3x3 shapes, docs/benchmarks.md).
 'auto' picks it on a single-device CPU backend for float32; GPU/TPU keep XLA's native
 convolutions, and so do several CPU devices (the SPMD partitioner shards those).
 

@@ -161,7 +161,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: S
                      f'{x.dtype} {x.shape}, kernel {kernel.dtype}, padding {padding}')
   geo = Geometry(tuple(strides), tuple(dilation), tuple((int(a), int(b)) for a, b in padding),
                  int(groups))
-  return _conv(x, kernel, geo)
+  return _conv(x, kernel, geo, geo.out_shape(x.shape, kernel.shape))
 
 
 def _call(target: str, shape: Sequence[int], a: jax.Array, b: jax.Array, geo: Geometry) -> jax.Array:
@@ -169,50 +169,22 @@ def _call(target: str, shape: Sequence[int], a: jax.Array, b: jax.Array, geo: Ge
   return jax.ffi.ffi_call(target, out, vmap_method='sequential')(a, b, **geo.attrs())
 
 
+def _bilinear(target: str, grads):
+  """Handler ``target`` as ``f(a, b, geo, out_shape)``, a :func:`jax.custom_vjp` whose cotangent
+  rule is ``grads(geo, a, b, cotangent) -> (da, db)``."""
+  @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+  def f(a, b, geo, out_shape):
+    return _call(target, out_shape, a, b, geo)
+  f.defvjp(lambda a, b, geo, out_shape: (f(a, b, geo, out_shape), (a, b)),
+           lambda geo, out_shape, res, ct: grads(geo, *res, ct))
+  return f
+
+
 # The three handlers are bilinear; each one's gradients are the other two (and itself), so
 # reverse mode works to any order.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv(x, kernel, geo):
-  return _call('ghostnets_onednn_conv', geo.out_shape(x.shape, kernel.shape), x, kernel, geo)
-
-
-def _conv_fwd(x, kernel, geo):
-  return _conv(x, kernel, geo), (x, kernel)
-
-
-def _conv_bwd(geo, res, dy):
-  x, kernel = res
-  return _input_grad(dy, kernel, geo, x.shape), _kernel_grad(x, dy, geo, kernel.shape)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _input_grad(dy, kernel, geo, x_shape):
-  return _call('ghostnets_onednn_conv_input_grad', x_shape, dy, kernel, geo)
-
-
-def _input_grad_fwd(dy, kernel, geo, x_shape):
-  return _input_grad(dy, kernel, geo, x_shape), (dy, kernel)
-
-
-def _input_grad_bwd(geo, x_shape, res, ddx):
-  dy, kernel = res
-  return _conv(ddx, kernel, geo), _kernel_grad(ddx, dy, geo, kernel.shape)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _kernel_grad(x, dy, geo, kernel_shape):
-  return _call('ghostnets_onednn_conv_kernel_grad', kernel_shape, x, dy, geo)
-
-
-def _kernel_grad_fwd(x, dy, geo, kernel_shape):
-  return _kernel_grad(x, dy, geo, kernel_shape), (x, dy)
-
-
-def _kernel_grad_bwd(geo, kernel_shape, res, ddk):
-  x, dy = res
-  return _input_grad(dy, ddk, geo, x.shape), _conv(x, ddk, geo)
-
-
-_conv.defvjp(_conv_fwd, _conv_bwd)
-_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
-_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
+_conv = _bilinear('ghostnets_onednn_conv', lambda geo, x, k, dy: (
+    _input_grad(dy, k, geo, x.shape), _kernel_grad(x, dy, geo, k.shape)))
+_input_grad = _bilinear('ghostnets_onednn_conv_input_grad', lambda geo, dy, k, ddx: (
+    _conv(ddx, k, geo, dy.shape), _kernel_grad(ddx, dy, geo, k.shape)))
+_kernel_grad = _bilinear('ghostnets_onednn_conv_kernel_grad', lambda geo, x, dy, ddk: (
+    _input_grad(dy, ddk, geo, x.shape), _conv(x, ddk, geo, dy.shape)))
