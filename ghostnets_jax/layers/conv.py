@@ -21,7 +21,7 @@ forms give the same numbers (tests/test_kernels.py, tests/test_onednn.py).
 
 :class:`Conv2d` also takes its input as channel parts (a tuple whose concatenation along the
 channels is the input, e.g. a C-Ghost module's intrinsic and ghost maps): the shift-and-add and
-oneDNN depthwise kernels then convolve each part with its slice of the kernel and concatenates the
+oneDNN depthwise kernels then convolve each part with its slice of the kernel and concatenate the
 (strided, smaller) outputs. XLA:CPU fuses a concatenation, the cheap depthwise op that feeds it
 and the next conv's zero padding into one loop that runs 3x slower than the same work unfused
 (docs/benchmarks.md); the split form never builds the padded concatenation.
