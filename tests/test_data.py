@@ -203,3 +203,20 @@ def test_empty_data_dir_means_tfds_default_not_the_current_directory(tmp_path, m
   builder = DS.prepare('fashion_mnist_embedded', '')
   assert str(builder.data_dir).startswith(prepared) and builder.info.splits['test'].num_examples == 2000
   assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_reads_the_records_without_a_thread_pool(monkeypatch):
+  """``Source.fetch`` runs inside tf.data's map threads; array_record's ``__getitems__`` starts a
+  ThreadPoolExecutor per call, and a test run deadlocked on concurrent.futures' global lock there
+  (a pipeline's iterator, destroyed by the garbage collector inside another thread's start-up,
+  waited for such a fetch). The records must equal TFDS's own ``__getitems__``."""
+  import concurrent.futures
+  source = DS.open_source('fashion_mnist_embedded', 'test', embedded_data_dir())
+  keys = [5, 0, 17, 5, 3]
+  want = source.records.__getitems__(keys)
+
+  def no_pool(*args, **kwargs):
+    raise AssertionError('fetch started a ThreadPoolExecutor')
+  monkeypatch.setattr(concurrent.futures.ThreadPoolExecutor, '__init__', no_pool)
+  got = source.fetch(np.asarray(keys))
+  assert list(got) == list(want) and len(set(got)) == 4

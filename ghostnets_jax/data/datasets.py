@@ -53,7 +53,13 @@ class Source:
     if isinstance(self.records, unittest.mock.Mock):   # tfds.testing.mock_data: decoded examples
       items = [self.features.serialize_example(self.records[k]) for k in keys]
     else:
-      items = self.records.__getitems__(keys)
+      # One record at a time, not ``__getitems__``: that starts a ThreadPoolExecutor per call, and
+      # this runs inside tf.data's map threads. A test run deadlocked on it: the garbage collector
+      # destroyed a finished pipeline's iterator inside a new thread's start-up (the destructor
+      # waits for its in-flight fetches), while such a fetch waited for concurrent.futures'
+      # global lock, which the thread starting that new thread held. tf.data runs the fetches in
+      # parallel anyway.
+      items = [self.records[k] for k in keys]
     return np.array(items, dtype=object)
 
 
