@@ -122,10 +122,11 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
       r = jnp.asarray(rng.randn(a.batch, ho, ho, c), jnp.float32)
       t_fwd, t_bwd = torch_calls(x, w, r, stride, groups)
       calls, diff = {'torch_fwd': t_fwd, 'torch_bwd': t_bwd}, 0.0
+      want = t_fwd().numpy().transpose(0, 2, 3, 1)
       for k in kernels:
         j_fwd, j_bwd = jax_calls(x, w, r, stride, groups, k)
         calls[f'{k}_fwd'], calls[f'{k}_bwd'] = bm.blocking(j_fwd, x, w), bm.blocking(j_bwd, x, w)
-        diff = max(diff, float(np.abs(np.asarray(j_fwd(x, w)) - t_fwd().numpy().transpose(0, 2, 3, 1)).max()))
+        diff = max(diff, float(np.abs(np.asarray(j_fwd(x, w)) - want).max()))
       s = bm.time_calls(calls, a.min_time, a.repeats)
       row = {'family': family, 'model': model, 'shape': list(x.shape), 'groups': groups,
              'stride': stride, 'torch_fwd_ms': s['torch_fwd'] * 1e3,

@@ -201,7 +201,7 @@ static ffi::Error ConvKernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> 
   });
 }
 
-#define BIND(first, second)                                                              \
+#define BIND                                                                            \
   ffi::Ffi::Bind()                                                                       \
       .Arg<ffi::Buffer<ffi::F32>>()                                                      \
       .Arg<ffi::Buffer<ffi::F32>>()                                                      \
@@ -210,6 +210,6 @@ static ffi::Error ConvKernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> 
       .Attr<int64_t>("pt").Attr<int64_t>("pb").Attr<int64_t>("pl").Attr<int64_t>("pr")   \
       .Attr<int64_t>("groups")
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvForward, ConvForward, BIND(x, kernel));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvInputGrad, ConvInputGrad, BIND(dy, kernel));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvKernelGrad, ConvKernelGrad, BIND(x, dy));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvForward, ConvForward, BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvInputGrad, ConvInputGrad, BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(GhostnetsOnednnConvKernelGrad, ConvKernelGrad, BIND);
