@@ -1,5 +1,5 @@
 """The training step under three host-memory settings, each in a fresh process: page faults,
-system and user CPU time and wall-clock time per step.
+system and user CPU time and wall-clock time per step, and the resident memory it ends with.
 
   PYTHONPATH=. python benchmarks/host_memory.py --models ghostnet_100 --rounds 2
   PYTHONPATH=. python benchmarks/host_memory.py --modes default,retain --steps 10
@@ -69,11 +69,14 @@ def child(a: argparse.Namespace) -> dict:
   for _ in range(a.steps):
     step['call']()
   wall, r1 = (time.perf_counter() - t0) / a.steps, resource.getrusage(resource.RUSAGE_SELF)
+  with open('/proc/self/statm') as f:
+    rss_mb = int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
   per = lambda f: (getattr(r1, f) - getattr(r0, f)) / a.steps   # noqa: E731
   return {'model': name, 'mode': mode, 'host_memory': bm.machine()['host_memory'],
           'temp_mb': step['temp_mb'], 'wall_ms': wall * 1e3,
           'faults': per('ru_minflt'), 'sys_s': per('ru_stime'), 'user_s': per('ru_utime'),
-          'cpu_s': per('ru_stime') + per('ru_utime')}
+          'cpu_s': per('ru_stime') + per('ru_utime'), 'rss_end_mb': rss_mb,
+          'max_rss_mb': r1.ru_maxrss / 1024}
 
 
 def measure(a: argparse.Namespace, mode: str, name: str) -> dict:
@@ -108,13 +111,15 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
     for mode, rs in runs.items():
       row = {'model': name, 'mode': mode, 'temp_mb': rs[0]['temp_mb'], 'processes': len(rs)}
       row.update({k: statistics.median(r[k] for r in rs)
-                  for k in ('wall_ms', 'faults', 'sys_s', 'user_s', 'cpu_s')})
+                  for k in ('wall_ms', 'faults', 'sys_s', 'user_s', 'cpu_s', 'rss_end_mb', 'max_rss_mb')})
       rows.append(row)
   print('| model | mode | XLA temporaries (MiB) | page faults / step | system s / step | user s / step '
-        '| CPU s / step | wall ms / step |\n|---|---|---:|---:|---:|---:|---:|---:|')
+        '| CPU s / step | wall ms / step | resident MiB at the end | peak resident MiB |\n'
+        '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|')
   for r in rows:
     print(f'| {r["model"]} | {r["mode"]} | {r["temp_mb"]:.0f} | {r["faults"]:.0f} | {r["sys_s"]:.3f} | '
-          f'{r["user_s"]:.3f} | {r["cpu_s"]:.3f} | {r["wall_ms"]:.0f} |')
+          f'{r["user_s"]:.3f} | {r["cpu_s"]:.3f} | {r["wall_ms"]:.0f} | {r["rss_end_mb"]:.0f} | '
+          f'{r["max_rss_mb"]:.0f} |')
   bm.write_json(a.json, info, vars(a), rows)
   return rows
 

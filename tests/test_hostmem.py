@@ -100,3 +100,19 @@ def test_host_memory_benchmark_names_a_bad_mode(capsys):
     host_memory.parse_args(['--modes', 'default,huge'])
   assert "--modes: unknown ['huge']" in capsys.readouterr().err
   assert host_memory.parse_args([]).modes.split(',') == ['default', 'retain', 'hugetlb']
+
+
+def test_host_memory_benchmark_reports_the_resident_memory_of_its_process(tmp_path):
+  out = tmp_path / 'host_memory.json'
+  proc = subprocess.run([sys.executable, 'benchmarks/host_memory.py', '--models', 'ghostnet_050',
+                         '--modes', 'default', '--steps', '1', '--rounds', '1', '--batch', '2',
+                         '--size', '64', '--json', str(out)], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600, env={**os.environ, 'PYTHONPATH': ROOT})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  import json
+  row, = json.loads(out.read_text())['rows']
+  # the kernel's two counters of one process: resident memory at the end (statm) is at most its
+  # peak (getrusage's ru_maxrss), and the peak held at least XLA's temporaries of the step
+  assert 0 < row['rss_end_mb'] <= row['max_rss_mb'] * 1.001
+  assert row['max_rss_mb'] >= row['temp_mb'] > 0
+  assert '| resident MiB at the end | peak resident MiB |' in proc.stdout
