@@ -22,13 +22,17 @@ call with 294 MiB of temporaries, resident memory stayed at 638 MiB in one proce
 Call it before JAX runs its first computation: threads that already allocated keep their own
 arenas. ``main.py`` applies it with ``--config.host_memory=retain``.
 
-What it buys, measured (docs/benchmarks.md): the faults and nearly all of their system time go,
-but the step's user time grows by much of what was saved (likely because a page the kernel has
-just zeroed is already in cache when the step first writes it, and a reused page is not), so on a 2-core AMD EPYC
-the ghostnet_100 step used 0-13 % less CPU time and its wall-clock time did not change beyond
-the machine's noise. It is off by default. Transparent huge pages
-(``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``, where the kernel allows them on ``madvise``) keep the
-fresh pages but fault 512x fewer of them: 15 % less CPU time per step in the same measurement.
+What it buys, measured (docs/benchmarks.md): with the convolutions on oneDNN
+(:mod:`ghostnets_jax.layers.onednn`, the default on one CPU device) the faults and their system
+time go and the user time grows by 0-15 %, less than the system time saved: on a 2-core AMD EPYC
+the batch-32 training step took 765 instead of 1039 ms for ghostnet_100 and 6.7 instead of 7.3 s
+for ghostnet_d_101, for resident memory about one block of temporaries larger (+0.7 and +3.0 GiB).
+With XLA's own convolutions the user time grew by about what the faults had cost and the wall-clock
+time did not change. It is off by default: the retained heap can grow past one block (above), and
+GPU and TPU hosts gain nothing. Transparent huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
+where the kernel allows them on ``madvise``) keep the fresh pages but fault 512x fewer of them; how
+much that saves depends on how fragmented the host's memory is (the kernel compacts memory to find
+huge pages).
 """
 from __future__ import annotations
 
