@@ -30,9 +30,9 @@ for ghostnet_d_101, for resident memory about one block of temporaries larger (+
 With XLA's own convolutions the user time grew by about what the faults had cost and the wall-clock
 time did not change. It is off by default: the retained heap can grow past one block (above), and
 GPU and TPU hosts gain nothing. Transparent huge pages (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``,
-where the kernel allows them on ``madvise``) keep the fresh pages but fault far fewer of them (one per 2 MiB page); how
-much that saves depends on how fragmented the host's memory is (the kernel compacts memory to find
-huge pages).
+where the kernel allows them on ``madvise``) keep the fresh pages but fault far fewer of them (one
+per 2 MiB page); how much that saves depends on how fragmented the host's memory is (the kernel
+compacts memory to find huge pages).
 """
 from __future__ import annotations
 
