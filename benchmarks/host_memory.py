@@ -69,14 +69,12 @@ def child(a: argparse.Namespace) -> dict:
   for _ in range(a.steps):
     step['call']()
   wall, r1 = (time.perf_counter() - t0) / a.steps, resource.getrusage(resource.RUSAGE_SELF)
-  with open('/proc/self/statm') as f:
-    rss_mb = int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
   per = lambda f: (getattr(r1, f) - getattr(r0, f)) / a.steps   # noqa: E731
   return {'model': name, 'mode': mode, 'host_memory': bm.machine()['host_memory'],
           'temp_mb': step['temp_mb'], 'wall_ms': wall * 1e3,
           'faults': per('ru_minflt'), 'sys_s': per('ru_stime'), 'user_s': per('ru_utime'),
-          'cpu_s': per('ru_stime') + per('ru_utime'), 'rss_end_mb': rss_mb,
-          'max_rss_mb': r1.ru_maxrss / 1024}
+          'cpu_s': per('ru_stime') + per('ru_utime'),
+          'rss_end_mb': train_step.resident_bytes() / 2**20, 'max_rss_mb': r1.ru_maxrss / 1024}
 
 
 def measure(a: argparse.Namespace, mode: str, name: str) -> dict:

@@ -185,22 +185,23 @@ def torch_peak_mb(call: Callable[[], Any]) -> float:
   return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
+def resident_bytes() -> int:
+  """The process's resident memory now, in bytes (``/proc/self/statm``, Linux)."""
+  with open('/proc/self/statm') as f:
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
 def rss_growth_mb(call: Callable[[], Any], interval: float = 1e-3) -> float:
   """Peak growth of the process's resident memory during one ``call()`` (MiB), sampled from
   ``/proc/self/statm`` every ``interval`` seconds by a thread (Linux)."""
   import threading
   import time
 
-  page = os.sysconf('SC_PAGE_SIZE')
-
-  def rss() -> int:
-    with open('/proc/self/statm') as f:
-      return int(f.read().split()[1]) * page
-  before, peak, done = rss(), [0], threading.Event()
+  before, peak, done = resident_bytes(), [0], threading.Event()
 
   def sample():
     while not done.is_set():
-      peak[0] = max(peak[0], rss())
+      peak[0] = max(peak[0], resident_bytes())
       time.sleep(interval)
   t = threading.Thread(target=sample, daemon=True)
   t.start()
@@ -209,7 +210,7 @@ def rss_growth_mb(call: Callable[[], Any], interval: float = 1e-3) -> float:
   finally:
     done.set()
     t.join()
-  return (max(peak[0], rss()) - before) / 2**20
+  return (max(peak[0], resident_bytes()) - before) / 2**20
 
 
 def bench_model(name: str, a: argparse.Namespace) -> list[dict]:

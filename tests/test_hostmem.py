@@ -1,4 +1,5 @@
 """ghostnets_jax.hostmem: page faults counted by the kernel (getrusage) in fresh processes."""
+import json
 import os
 import subprocess
 import sys
@@ -109,7 +110,6 @@ def test_host_memory_benchmark_reports_the_resident_memory_of_its_process(tmp_pa
                          '--size', '64', '--json', str(out)], cwd=ROOT, capture_output=True,
                         text=True, timeout=600, env={**os.environ, 'PYTHONPATH': ROOT})
   assert proc.returncode == 0, proc.stderr[-3000:]
-  import json
   row, = json.loads(out.read_text())['rows']
   # the kernel's two counters of one process: resident memory at the end (statm) is at most its
   # peak (getrusage's ru_maxrss), and the peak held at least XLA's temporaries of the step
