@@ -32,9 +32,7 @@ def torch_forward_float64(model: torch.nn.Module, x_nhwc: np.ndarray) -> np.ndar
   """:func:`torch_forward` of a float64 copy of ``model``: the logits without float32 rounding, a
   reference for deep models whose float32 rounding alone (PyTorch's or ours) nears 1e-4."""
   import copy
-  with torch.no_grad():
-    x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))).double()
-    return copy.deepcopy(model).double()(x).numpy()
+  return torch_forward(copy.deepcopy(model).double(), np.asarray(x_nhwc, np.float64))
 
 
 def timm_model(name: str, seed: int = 0, calibrate_at: int | None = None,
