@@ -15,6 +15,12 @@ process, timed in interleaved rounds: ``timm.data.Mixup`` (same alphas, smoothin
 cross-entropy, ``torch.optim.SGD`` (same momentum, Nesterov, decay only on >= 2-d weights) and
 ``timm.utils.ModelEmaV3``. ``--torch-compile`` also times ``torch.compile`` of the model.
 
+``--host-memory retain`` sets glibc's malloc for the whole process (both frameworks) as
+``--config.host_memory=retain`` does for training (``ghostnets_jax.hostmem``). glibc keeps the
+memory a process frees, so a model timed after others runs on the heap they left behind:
+``--process-per-model`` gives each model a fresh process (JAX and PyTorch still side by side in
+it) and gathers the rows.
+
 Memory: JAX's is XLA's own figure for the compiled step (``compiled.memory_analysis()``:
 arguments + outputs - aliased + temporaries; temporaries alone). On a GPU PyTorch's figure is its
 allocator's peak above what the model already held (``torch.cuda.max_memory_allocated``). Its CPU
@@ -68,6 +74,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
   p.add_argument('--min-time', type=float, default=2.0)
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--json', default='benchmarks/results/train_step.json')
+  p.add_argument('--process-per-model', action='store_true',
+                 help='each model in a fresh process (JAX and PyTorch still side by side in it): '
+                 'no model then runs on the heap that an earlier one left behind')
   bm.add_host_memory_arg(p)
   return p.parse_args(argv)
 
@@ -283,8 +292,35 @@ def table(rows: list[dict]) -> str:
   return '\n'.join(out)
 
 
+def in_fresh_process(argv: list[str], name: str) -> tuple[dict, list[dict]]:
+  """(machine, rows) of this script run with ``argv`` on model ``name`` alone, in a child process
+  (its output goes to this one's)."""
+  import subprocess
+  import tempfile
+  with tempfile.TemporaryDirectory() as tmp:
+    out = os.path.join(tmp, 'rows.json')
+    args = [x for x in argv if x != '--process-per-model'] + ['--models', name, '--json', out]
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), *args])
+    if proc.returncode:
+      raise RuntimeError(f'{name}: the child process failed with exit code {proc.returncode} '
+                         '(its output is above)')
+    with open(out) as f:
+      result = json.load(f)
+  return result['machine'], result['rows']
+
+
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   a = parse_args(argv)
+  if a.process_per_model:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rows, machines = [], []
+    for name in bm.model_names(a.models):
+      info, model_rows = in_fresh_process(argv, name)
+      machines.append(info)
+      rows += [{**r, 'load_avg_1_5_15': info['load_avg_1_5_15']} for r in model_rows]
+    print(table(rows))
+    bm.write_json(a.json, machines[0], vars(a), rows, machines=machines)
+    return rows
   bm.prepare_process(a.threads, a.host_memory)
   if a.torch_models:
     import torch

@@ -107,7 +107,7 @@ def machine() -> dict[str, Any]:
           'load_avg_1_5_15': [round(x, 2) for x in os.getloadavg()],
           'jax': jax.__version__, 'backend': jax.default_backend(),
           'device': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'host_memory': _HOST['memory']}
+          'host_memory': _HOST['memory'], 'pid': os.getpid()}
   if 'torch' in sys.modules:  # only when the caller uses it
     torch = sys.modules['torch']
     info['torch'] = torch.__version__

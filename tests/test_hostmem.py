@@ -116,3 +116,20 @@ def test_host_memory_benchmark_reports_the_resident_memory_of_its_process(tmp_pa
   assert 0 < row['rss_end_mb'] <= row['max_rss_mb'] * 1.001
   assert row['max_rss_mb'] >= row['temp_mb'] > 0
   assert '| resident MiB at the end | peak resident MiB |' in proc.stdout
+
+
+def test_train_step_benchmark_gives_each_model_a_fresh_process_with_the_host_memory_setting(tmp_path):
+  # --process-per-model: every model on a heap of its own, under the --host-memory it was given
+  out = tmp_path / 'train_step.json'
+  proc = subprocess.run([sys.executable, 'benchmarks/train_step.py', '--models',
+                         'ghostnet_050,repghostnet_050', '--torch-models', '', '--batch', '2',
+                         '--size', '64', '--repeats', '1', '--min-time', '0', '--host-memory',
+                         'retain', '--process-per-model', '--json', str(out)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=600,
+                        env={**os.environ, 'PYTHONPATH': ROOT})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert [r['model'] for r in result['rows']] == ['ghostnet_050', 'repghostnet_050']
+  assert len({m['pid'] for m in result['machines']}) == 2
+  assert [m['host_memory'] for m in result['machines']] == ['retained', 'retained']
+  assert all(r['jax_img_s'] > 0 for r in result['rows'])
