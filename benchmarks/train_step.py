@@ -311,10 +311,11 @@ def in_fresh_process(argv: list[str], name: str) -> tuple[dict, list[dict]]:
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
   a = parse_args(argv)
-  if a.process_per_model:
+  names = bm.model_names(a.models)             # imports the models; starts nothing of JAX's
+  if a.process_per_model and len(names) > 1:   # one model: this process is already fresh
     argv = list(sys.argv[1:] if argv is None else argv)
     rows, machines = [], []
-    for name in bm.model_names(a.models):
+    for name in names:
       info, model_rows = in_fresh_process(argv, name)
       machines.append(info)
       rows += [{**r, 'load_avg_1_5_15': info['load_avg_1_5_15']} for r in model_rows]
@@ -329,7 +330,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   print(bm.describe(info), flush=True)
   print(f'recipe {a.recipe}: {json.dumps(RECIPES[a.recipe])}', flush=True)
   rows = []
-  for name in bm.model_names(a.models):
+  for name in names:
     for row in bench_model(name, a):
       rows.append(row)
       print(bm.row_line(row), flush=True)
